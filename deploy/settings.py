@@ -1,0 +1,96 @@
+"""The one settings object per process (environment variables prefixed ``CALLSCREEN_``).
+
+Only this module reads the environment; everything else receives values as arguments.
+Secrets have no usable default outside ``CALLSCREEN_ENV=development``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from features.errors import SettingsSecretError
+
+# Development-only secrets: fixed so that the README's examples work as written, and
+# refused in production.
+DEV_LOG_HASH_KEY = "dev-only-log-hash-key-0123456789abcdef"
+DEV_FEED_HASH_KEY = "dev-only-feed-hash-key-0123456789abcdef"
+_MIN_SECRET_LEN = 32
+
+
+class Settings(BaseSettings):
+    """Every setting of a callscreen process. The README's configuration table mirrors this."""
+
+    model_config = SettingsConfigDict(env_prefix="CALLSCREEN_", frozen=True, extra="forbid")
+
+    env: Literal["development", "production"] = Field(
+        "production",
+        description="`development` enables the fixed development secrets; anything serving traffic uses `production`.",
+    )
+    state_dir: Path = Field(
+        Path(".callscreen"),
+        description="Folder for PID files, logs, embedded Redis data and generated artefacts.",
+    )
+    redis_url: str | None = Field(
+        None,
+        description="Redis URL (redis://host:port/db). Unset: `callscreen up` starts an embedded redis-server.",
+    )
+    kafka_bootstrap: str | None = Field(
+        None,
+        description="Kafka bootstrap servers (host:port,...). Unset: `callscreen up` starts the embedded Tansu broker.",
+    )
+    topic_cdr: str = Field("cdr", description="Topic of incoming `cdr/1` records.")
+    topic_subscriber_status: str = Field("subscriber-status", description="Topic of `subscriber/1` updates.")
+    topic_decisions: str = Field("decisions", description="Topic the worker writes `decision/1` records to.")
+    topic_fraud_feed: str = Field("fraud-feed", description="Topic of `feed/1` number-level events.")
+    topic_bank_reports: str = Field("bank-reports", description="Topic of `bank-report/1` records from the bank.")
+    topic_cdr_dlq: str = Field("cdr.dlq", description="Dead-letter topic for CDRs that fail validation.")
+    api_host: str = Field("127.0.0.1", description="Address the HTTP API binds to.")
+    api_port: int = Field(8080, ge=0, le=65535, description="Port of the HTTP API.")
+    worker_metrics_port: int = Field(
+        9108, ge=0, le=65535, description="Port of the worker's Prometheus /metrics and /healthz endpoint."
+    )
+    registry_dir: Path | None = Field(
+        None, description="Model registry folder. Unset: `<state_dir>/models`."
+    )
+    deadline_ms: float = Field(
+        20.0, gt=0, description="Overall deadline of one screening request; past it the call is allowed, degraded."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    log_hash_key: SecretStr | None = Field(
+        None, description="HMAC key (>= 32 chars) that pseudonymises numbers in logs. Required in production."
+    )
+    feed_hash_key: SecretStr | None = Field(
+        None,
+        description="HMAC key (>= 32 chars) shared with the bank; pseudonymises numbers in the fraud feed. Required in production.",
+    )
+
+    @model_validator(mode="after")
+    def _secrets(self) -> Settings:
+        for name, dev_value in (("log_hash_key", DEV_LOG_HASH_KEY), ("feed_hash_key", DEV_FEED_HASH_KEY)):
+            value: SecretStr | None = getattr(self, name)
+            if self.env == "development":
+                if value is None:
+                    object.__setattr__(self, name, SecretStr(dev_value))
+                continue
+            env_name = f"CALLSCREEN_{name.upper()}"
+            if value is None:
+                raise SettingsSecretError(
+                    f"Setting {env_name} is required in production; set it to a random secret of at least "
+                    f"{_MIN_SECRET_LEN} characters, or set CALLSCREEN_ENV=development for local use"
+                )
+            secret = value.get_secret_value()
+            if len(secret) < _MIN_SECRET_LEN or secret.startswith("dev-only") or "changethis" in secret:
+                raise SettingsSecretError(
+                    f"Setting {env_name} has a development or short value; production needs a random secret "
+                    f"of at least {_MIN_SECRET_LEN} characters"
+                )
+        return self
+
+    @property
+    def models_dir(self) -> Path:
+        """The model registry folder actually used."""
+        return self.registry_dir if self.registry_dir is not None else self.state_dir / "models"

@@ -1,0 +1,1 @@
+"""Contracts, phone-number classification, feature definitions and the feature store."""

@@ -1,0 +1,18 @@
+"""Domain errors of the features package; one line each, mapped to HTTP status in service/."""
+
+
+class ContractError(ValueError):
+    """A record does not follow its contract; the message names the field, value and fix."""
+
+    def __init__(self, message: str, *, record: str, field: str | None) -> None:
+        super().__init__(message)
+        self.record = record
+        self.field = field
+
+
+class NumberFormatError(ValueError):
+    """A phone number is not strict ASCII E.164 (or an allowed short code)."""
+
+
+class SettingsSecretError(ValueError):
+    """A secret setting is missing or has a development value outside development mode."""

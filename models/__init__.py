@@ -1,0 +1,1 @@
+"""Model artefacts and registry, the compiled scorer, reason codes and the decision policy."""

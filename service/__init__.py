@@ -1,0 +1,1 @@
+"""The FastAPI application: switch API, analyst workbench, bank feed."""

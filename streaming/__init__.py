@@ -1,0 +1,1 @@
+"""Kafka consumers and producers around the screening engine."""

@@ -1,0 +1,1 @@
+"""Simulator, Parquet datasets, training and evaluation reports."""
