@@ -12,7 +12,10 @@ import sys
 from collections.abc import Sequence
 
 # Each module defines ``register(subparsers)`` and sets ``func`` on its parsers.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "deploy.stack",
+    "deploy.run",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,6 +6,7 @@ Secrets have no usable default outside ``CALLSCREEN_ENV=development``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -60,6 +61,10 @@ class Settings(BaseSettings):
         20.0, gt=0, description="Overall deadline of one screening request; past it the call is allowed, degraded."
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    log_stderr: bool = Field(
+        True,
+        description="Also write the JSON log lines to stderr. `callscreen up` turns it off for its children, which log to files only.",
+    )
     log_hash_key: SecretStr | None = Field(
         None, description="HMAC key (>= 32 chars) that pseudonymises numbers in logs. Required in production."
     )
@@ -94,3 +99,37 @@ class Settings(BaseSettings):
     def models_dir(self) -> Path:
         """The model registry folder actually used."""
         return self.registry_dir if self.registry_dir is not None else self.state_dir / "models"
+
+
+def load(*, default_env: Literal["development", "production"] | None = None) -> Settings:
+    """Build the process's settings from the environment.
+
+    ``default_env`` applies only when ``CALLSCREEN_ENV`` is unset (``callscreen up`` passes
+    ``"development"``: the local stack is for development).
+    """
+    if default_env is not None and "CALLSCREEN_ENV" not in os.environ:
+        return Settings(env=default_env)
+    return Settings()
+
+
+def env_is_set() -> bool:
+    """Whether the user chose ``CALLSCREEN_ENV`` explicitly."""
+    return "CALLSCREEN_ENV" in os.environ
+
+
+def child_environment(settings: Settings, **overrides: str) -> dict[str, str]:
+    """The environment for a child process: ours, with every setting written out as CALLSCREEN_*.
+
+    ``overrides`` are field names (``redis_url="..."``). The child then builds exactly the
+    settings this process resolved, including the development secrets and chosen ports.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLSCREEN_")}
+    values = settings.model_dump()
+    values.update(overrides)
+    for name, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        env[f"CALLSCREEN_{name.upper()}"] = str(value)
+    return env
