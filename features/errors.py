@@ -16,3 +16,15 @@ class NumberFormatError(ValueError):
 
 class SettingsSecretError(ValueError):
     """A secret setting is missing or has a development value outside development mode."""
+
+
+class StoreUnavailableError(RuntimeError):
+    """The feature store (Redis) did not answer in time or refused the connection; callers fail open."""
+
+
+class StoreListKindError(ValueError):
+    """A list name is not one of block, allow, dno."""
+
+
+class StoreRecordError(ValueError):
+    """A stored registry or list record cannot be decoded (written by another version?)."""
