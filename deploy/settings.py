@@ -49,10 +49,10 @@ class Settings(BaseSettings):
     topic_fraud_feed: str = Field("fraud-feed", description="Topic of `feed/1` number-level events.")
     topic_bank_reports: str = Field("bank-reports", description="Topic of `bank-report/1` records from the bank.")
     topic_cdr_dlq: str = Field("cdr.dlq", description="Dead-letter topic for CDRs that fail validation.")
-    api_host: str = Field("127.0.0.1", description="Address the HTTP API binds to.")
-    api_port: int = Field(8080, ge=0, le=65535, description="Port of the HTTP API.")
+    api_host: str = Field("127.0.0.1", description="Address the HTTP API (and the worker's health endpoint) binds to.")
+    api_port: int = Field(8080, ge=0, le=65535, description="Port of the HTTP API; 0 lets `callscreen up` pick a free one.")
     worker_metrics_port: int = Field(
-        9108, ge=0, le=65535, description="Port of the worker's Prometheus /metrics and /healthz endpoint."
+        9108, ge=0, le=65535, description="Port of the worker's /metrics and /healthz (bound on `api_host`); 0 lets `callscreen up` pick a free one."
     )
     registry_dir: Path | None = Field(
         None, description="Model registry folder. Unset: `<state_dir>/models`."
@@ -133,3 +133,37 @@ def child_environment(settings: Settings, **overrides: str) -> dict[str, str]:
             value = value.get_secret_value()
         env[f"CALLSCREEN_{name.upper()}"] = str(value)
     return env
+
+
+def settings_table() -> str:
+    """The README's configuration table, generated from the fields above (``python -m deploy.settings``)."""
+    rows = ["| environment variable | default | meaning |", "|---|---|---|"]
+    for name, info in Settings.model_fields.items():
+        default = info.default
+        shown = "(none)" if default is None else f"`{default}`"
+        if name in ("log_hash_key", "feed_hash_key"):
+            shown = "(none; development: a fixed dev key)"
+        description = (info.description or "").replace("|", "\\|")
+        rows.append(f"| `CALLSCREEN_{name.upper()}` | {shown} | {description} |")
+    return "\n".join(rows) + "\n"
+
+
+README_START = "<!-- settings-table:start -->"
+README_END = "<!-- settings-table:end -->"
+
+
+def readme_with_table(readme: str) -> str:
+    """``readme`` with the text between the settings-table markers replaced by :func:`settings_table`."""
+    head, _, rest = readme.partition(README_START)
+    _, _, tail = rest.partition(README_END)
+    return f"{head}{README_START}\n{settings_table()}{README_END}{tail}"
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] == ["--readme"]:
+        readme = Path(__file__).resolve().parent.parent / "README.md"
+        readme.write_text(readme_with_table(readme.read_text(encoding="utf-8")), encoding="utf-8")
+    else:
+        sys.stdout.write(settings_table())
