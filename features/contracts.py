@@ -23,7 +23,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from features.errors import ContractError
-from features.numbering import E164_PATTERN, SHORT_CODE_PATTERN, mask
+from features.numbering import E164_BODY, E164_PATTERN, SHORT_CODE_BODY, anchored, mask
 
 Timestamp = Annotated[
     dt.datetime,
@@ -35,7 +35,11 @@ E164 = Annotated[
 ]
 Operator = Annotated[
     str,
-    Meta(pattern=r"^[a-z0-9_-]{2,32}$", description="operator id: 2-32 chars of [a-z0-9_-], e.g. kcell"),
+    Meta(pattern=anchored(r"[a-z0-9_-]{2,32}"), description="operator id: 2-32 chars of [a-z0-9_-], e.g. kcell"),
+]
+CallId = Annotated[
+    str,
+    Meta(pattern=anchored(r"[A-Za-z0-9._:-]{1,64}"), description="1-64 chars of [A-Za-z0-9._:-]; unique per operator"),
 ]
 NonNegative = Annotated[float, Meta(ge=0, description="a number >= 0")]
 
@@ -43,20 +47,14 @@ NonNegative = Annotated[float, Meta(ge=0, description="a number >= 0")]
 class Cdr(Struct, frozen=True, kw_only=True):
     """`cdr/1`: one call. At screening time (HTTP) the outcome fields are absent."""
 
-    call_id: Annotated[
-        str,
-        Meta(
-            pattern=r"^[A-Za-z0-9._:-]{1,64}$",
-            description="1-64 chars of [A-Za-z0-9._:-]; unique per operator",
-        ),
-    ]
+    call_id: CallId
     operator: Operator
     start_time: Timestamp
     a_number: E164
     b_number: Annotated[
         str,
         Meta(
-            pattern=f"^(?:{E164_PATTERN[1:-1]}|{SHORT_CODE_PATTERN[1:-1]})$",
+            pattern=anchored(f"{E164_BODY}|{SHORT_CODE_BODY}"),
             description="E.164 number, or a national short code of 2-6 digits such as 112",
         ),
     ]
@@ -64,12 +62,12 @@ class Cdr(Struct, frozen=True, kw_only=True):
         Literal["mobile", "fixed", "international", "voip"],
         Meta(description="one of mobile, fixed, international, voip"),
     ]
-    a_imei: Annotated[str, Meta(pattern=r"^[0-9]{14,16}$", description="14-16 ASCII digits")] | None = None
+    a_imei: Annotated[str, Meta(pattern=anchored(r"[0-9]{14,16}"), description="14-16 ASCII digits")] | None = None
     a_cell_id: (
         Annotated[
             str,
             Meta(
-                pattern=r"^[^\x00-\x1f\x7f]{1,64}$",
+                pattern=anchored(r"[^\x00-\x1f\x7f]{1,64}"),
                 description="1-64 chars without control characters",
             ),
         ]
@@ -89,7 +87,7 @@ class Subscriber(Struct, frozen=True, kw_only=True):
 
     msisdn: E164
     operator: Annotated[
-        str, Meta(pattern=r"^[^\x00-\x1f\x7f]{1,64}$", description="operator id, 1-64 printable chars")
+        str, Meta(pattern=anchored(r"[^\x00-\x1f\x7f]{1,64}"), description="operator id, 1-64 printable chars")
     ]
     biometric_status: Annotated[
         Literal["verified", "pending", "failed", "unverified"],
@@ -101,7 +99,7 @@ class Subscriber(Struct, frozen=True, kw_only=True):
         Literal["individual", "corporate"], Meta(description="individual or corporate")
     ] = "individual"
     roaming_country: (
-        Annotated[str, Meta(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2, e.g. TR")] | None
+        Annotated[str, Meta(pattern=anchored(r"[A-Z]{2}"), description="ISO 3166-1 alpha-2, e.g. TR")] | None
     ) = None
     owner_ref: (
         Annotated[str, Meta(min_length=1, max_length=128, description="opaque owner reference, 1-128 chars")]
@@ -112,15 +110,15 @@ class Subscriber(Struct, frozen=True, kw_only=True):
 class Reason(Struct, frozen=True, kw_only=True, omit_defaults=True):
     """One reason for a decision, most important first in `Decision.reasons`."""
 
-    code: Annotated[str, Meta(pattern=r"^[A-Z0-9_]{2,64}$", description="stable reason code, e.g. BLOCKLISTED")]
+    code: Annotated[str, Meta(pattern=anchored(r"[A-Z0-9_]{2,64}"), description="stable reason code, e.g. BLOCKLISTED")]
     detail: str | None = None
 
 
 class Decision(Struct, frozen=True, kw_only=True, omit_defaults=True):
     """`decision/1`: the answer for one call."""
 
-    call_id: str
-    operator: str
+    call_id: CallId
+    operator: Operator
     action: Annotated[Literal["allow", "warn", "block"], Meta(description="allow, warn or block")]
     score: Annotated[float, Meta(ge=0.0, le=1.0, description="fraud probability in [0, 1]")]
     reasons: list[Reason]
@@ -147,7 +145,7 @@ class FeedEntry(Struct, frozen=True, kw_only=True):
     number: Annotated[
         str,
         Meta(
-            pattern=f"^(?:{E164_PATTERN[1:-1]}|[0-9a-f]{{64}})$",
+            pattern=anchored(f"{E164_BODY}|[0-9a-f]{{64}}"),
             description="E.164, or the 64-hex HMAC-SHA256 pseudonym under the bank's key",
         ),
     ]
@@ -169,7 +167,7 @@ class BankReport(Struct, frozen=True, kw_only=True):
     """`bank-report/1`: a fraud incident reported by a bank."""
 
     report_id: Annotated[
-        str, Meta(pattern=r"^[^\x00-\x1f\x7f]{1,128}$", description="unique id, 1-128 printable chars")
+        str, Meta(pattern=anchored(r"[^\x00-\x1f\x7f]{1,128}"), description="unique id, 1-128 printable chars")
     ]
     number: E164
     reported_at: Timestamp

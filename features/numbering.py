@@ -16,8 +16,26 @@ import re
 
 from features.errors import NumberFormatError
 
-E164_PATTERN = r"^\+[1-9][0-9]{6,14}$"
-SHORT_CODE_PATTERN = r"^[0-9]{2,6}$"
+E164_BODY = r"\+[1-9][0-9]{6,14}"
+SHORT_CODE_BODY = r"[0-9]{2,6}"
+
+
+def anchored(body: str) -> str:
+    """A pattern matching exactly ``body``, valid both in Python ``re`` and in JSON Schema (ECMA-262).
+
+    Python's ``$`` also matches before a trailing newline (so ``re.search("^1$", "1\\n")``
+    succeeds, and msgspec checks patterns with ``re.search``); ``(?!\\n)`` closes that gap
+    without ``\\Z``, which ECMA-262 lacks.
+
+    >>> import re
+    >>> bool(re.search(anchored("[0-9]+"), "12")), bool(re.search(anchored("[0-9]+"), "12\\n"))
+    (True, False)
+    """
+    return f"^(?:{body})$(?!\\n)"
+
+
+E164_PATTERN = anchored(E164_BODY)
+SHORT_CODE_PATTERN = anchored(SHORT_CODE_BODY)
 _E164 = re.compile(E164_PATTERN)
 _SHORT = re.compile(SHORT_CODE_PATTERN)
 
