@@ -267,17 +267,21 @@ def _describe(t: msgspec.inspect.Type) -> str:
 
 def _explain(cls: type[Struct], data: Any, message: str) -> ContractError:
     record = _NAMES.get(cls, cls.__name__)
+    match = _PATH.search(message)
+    path = match.group(1) if match else ""
     missing = _MISSING.match(message)
     if missing:
-        field = missing.group(1)
+        # A nested field (``reasons[0].code``) is reported under its top-level field.
+        name = missing.group(1)
+        full = f"{path.lstrip('.')}.{name}" if path else name
+        field = full.split(".")[0].split("[")[0]
+        expected = _field_doc(cls, field) if field == name else "the fields listed in the record's schema"
         return ContractError(
-            f"{record}: field '{field}' is required but missing; expected {_field_doc(cls, field)}; "
-            f"fix: add '{field}' to the record",
+            f"{record}: field '{full}' is required but missing; expected {expected}; "
+            f"fix: add '{full}' to the record",
             record=record,
             field=field,
         )
-    match = _PATH.search(message)
-    path = match.group(1) if match else ""
     problem = message[: match.start()] if match else message
     field = path.lstrip(".").split(".")[0].split("[")[0] or None
     if field is None:
