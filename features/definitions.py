@@ -17,7 +17,11 @@ Point-in-time rules (the second sentence of "correct" in the house style):
   ``c.start_time`` in epoch milliseconds; a call exactly ``W`` old is inside, a call at
   ``t`` is not.
 * The same call (same ``operator`` + ``call_id``) counts once however often it is
-  delivered.
+  delivered; its first delivery is the record used.
+* The registry "as it stands" is the subscriber table given; a repeated ``msisdn``
+  keeps its last record (a later record replaces an earlier one).
+* A missing ``duration_s`` of an earlier call reads as 0 s; ``answered`` counts only
+  when it is ``true``.
 * "History" beyond the windows (reciprocity, first contact) reaches back
   ``HISTORY_DAYS`` days; older calls are forgotten (the online store's TTL).
 
@@ -117,7 +121,7 @@ FEATURES: Final[tuple[Feature, ...]] = (
             "Biometric code of a_number in the registry; UNKNOWN (0) when not held",
             "UNVERIFIED_BIOMETRICS", "caller's SIM owner is not biometrically verified"),
     Feature("days_since_verified", "identity", "numeric",
-            "(t - verified_at) in days; NaN when not verified or not in the registry",
+            "(t - verified_at) in days; NaN when the registry holds no verified_at for a_number (or does not hold it)",
             "RECENTLY_VERIFIED", "biometric verification is very recent"),
     Feature("sim_age_days", "identity", "numeric",
             "(t - sim_activated_at) in days, may be negative for a record activated later; NaN when not held",

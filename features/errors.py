@@ -28,3 +28,7 @@ class StoreListKindError(ValueError):
 
 class StoreRecordError(ValueError):
     """A stored registry or list record cannot be decoded (written by another version?)."""
+
+
+class FeatureTableError(ValueError):
+    """An input table of the offline feature builder lacks a column or holds a value outside its contract."""
