@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     deadline_ms: float = Field(
         20.0, gt=0, description="Overall deadline of one screening request; past it the call is allowed, degraded."
     )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Lowest level written to the logs: DEBUG, INFO, WARNING or ERROR.")
     log_stderr: bool = Field(
         True,
         description="Also write the JSON log lines to stderr. `callscreen up` turns it off for its children, which log to files only.",
