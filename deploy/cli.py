@@ -15,6 +15,7 @@ from collections.abc import Sequence
 COMMAND_MODULES: tuple[str, ...] = (
     "deploy.stack",
     "deploy.run",
+    "deploy.engine_cli",
     "deploy.training_cli",
 )
 

@@ -1,31 +1,54 @@
-"""The stream worker: consumes `cdr/1` records from Kafka and writes its results back.
+"""The stream worker: consumes `cdr/1` records from Kafka, decides each call, writes the results back.
 
 One loop, in the order that makes a crash safe (quix-streams ``app.py``):
 
-    poll a batch -> process it -> produce the results -> wait for their acks -> commit offsets
+    poll a batch -> decode (bad records -> DLQ) -> engine.process (features, score, policy,
+    state update) -> produce decisions, feed events, dead letters -> wait for their acks
+    -> commit the batch's offsets
 
 so a record is either processed and committed, or seen again after a restart; never lost.
-For now ``process`` validates each CDR and sends the malformed ones to the dead-letter topic
-(with topic, partition, offset and the reason); the screening engine plugs in there.
+Delivery is at-least-once; what makes it effectively-once for consumers is that
+
+* the state update is idempotent by operator + call_id (the store remembers applied calls),
+  so a re-read batch changes no counter;
+* every decision carries a deterministic ``decision_id`` (sha256 of operator, call_id and
+  model version) and the key ``operator:call_id``, so a consumer deduplicates redeliveries.
+
+If any output is not acknowledged within the request timeout the offsets are not
+committed and the consumer seeks back to the batch start. A rebalance that revokes a
+partition mid-batch makes the commit fail; the new owner re-reads those records.
+SIGTERM/SIGINT finish the current batch, commit it and exit (well inside 10 s).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import signal
+import sys
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+import msgspec
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from features.contracts import Cdr, decode
+from features.contracts import Cdr
 from features.errors import ContractError
+from features.pseudonym import KeyedHasher
+from models.engine import Engine
+from models.feed import FeedTracker
+from streaming import dlq
+from streaming.metrics import WorkerMetrics
+
+if TYPE_CHECKING:
+    from models.registry import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -42,20 +65,38 @@ class WorkerConfig:
     """Dead-letter topic for records that fail validation."""
     topic_decisions: str = "decisions"
     """Topic of outgoing `decision/1` records."""
+    topic_feed: str = "fraud-feed"
+    """Topic of outgoing `feed/1` number-level events."""
     group_id: str = "callscreen-worker"
     """Consumer group; the partitions of `topic_cdr` are shared among its members."""
     metrics_host: str = "127.0.0.1"
     """Address of the /healthz and /metrics endpoint."""
     metrics_port: int = 9108
     """Port of the /healthz and /metrics endpoint (0: any free port, see ``Worker.metrics_port``)."""
-    poll_timeout_ms: int = 500
+    poll_timeout_ms: int = 200
     """Longest wait of one poll; bounds how fast a stop request is noticed."""
-    max_batch: int = 500
-    """Most records handled per loop iteration."""
-    request_timeout_ms: int = 10_000
+    max_batch: int = 2000
+    """Most records handled per loop iteration (one store call, one predictor call)."""
+    request_timeout_ms: int = 5_000
     """Timeout of every Kafka request (fetch, produce, commit)."""
     session_timeout_ms: int = 6_000
     """Group session timeout: a dead worker's partitions move to the others after this."""
+    redis_url: str | None = None
+    """Feature store. None: an in-process store (development only: state dies with the process)."""
+    redis_timeout_s: float = 0.5
+    """Socket timeout of every Redis call; past it the batch fails open (degraded allows)."""
+    store_retry_s: float = 1.0
+    """After a store failure, fail open without trying the store for this long."""
+    registry_dir: Path | None = None
+    """Model registry folder. None or no model: every call is allowed, degraded."""
+    model_ref: str = "champion"
+    """Model version or alias to load; an alias is re-read every ``model_poll_s`` (hot swap)."""
+    model_poll_s: float = 30.0
+    """How often to look for a new model behind ``model_ref``."""
+    feed_hash_key: bytes | None = None
+    """HMAC key of the bank feed; None with ``feed_clear_numbers`` False disables the feed."""
+    feed_clear_numbers: bool = False
+    """Write clear numbers to the feed (only for consumers entitled to them)."""
 
 
 @dataclass(frozen=True)
@@ -69,92 +110,186 @@ class Outgoing:
 
 
 class Worker:
-    """Consumes the CDR topic in group ``callscreen-worker``; see the module docstring for the loop."""
+    """Consumes the CDR topic in group ``config.group_id``; see the module docstring for the loop."""
 
-    def __init__(self, config: WorkerConfig) -> None:
+    def __init__(self, config: WorkerConfig, *, engine: Engine | None = None) -> None:
         self.config = config
         self.registry = CollectorRegistry()
-        self.records = Counter(
-            "callscreen_worker_records",
-            "CDRs consumed, by outcome (valid, invalid).",
-            ["outcome"],
-            registry=self.registry,
-        )
-        self.batches = Counter(
-            "callscreen_worker_batches", "Batches committed.", registry=self.registry
-        )
+        self.metrics = WorkerMetrics(self.registry)
+        self.engine = engine
+        self.feed = self._feed_tracker(config)
         self.consumed = 0
         self.kafka_connected = False
+        self.stage = {"poll": 0.0, "decode": 0.0, "engine": 0.0, "encode": 0.0, "produce": 0.0, "commit": 0.0}
+        self._encoder = msgspec.json.Encoder()
         self._stop = threading.Event()
         self._http: ThreadingHTTPServer | None = None
+        self._model_checked = 0.0
 
-    # -- the loop -------------------------------------------------------------------------
+    @staticmethod
+    def _feed_tracker(config: WorkerConfig) -> FeedTracker | None:
+        if config.feed_clear_numbers:
+            return FeedTracker(None, clear_numbers=True)
+        if config.feed_hash_key:
+            return FeedTracker(KeyedHasher(config.feed_hash_key, "feed"))
+        return None
+
+    # -- wiring -------------------------------------------------------------------------------
+
+    def _build_engine(self) -> Engine:
+        store: Any
+        if self.config.redis_url:
+            import redis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+
+            from features.redisstore import RedisStore
+
+            client = redis.Redis.from_url(
+                self.config.redis_url,
+                socket_timeout=self.config.redis_timeout_s,
+                socket_connect_timeout=self.config.redis_timeout_s,
+                # No client-side retries: one timeout, then the engine's circuit breaker decides.
+                retry=Retry(NoBackoff(), 0),
+            )
+            store = RedisStore(client)
+        else:
+            from features.memstore import InMemoryStore
+
+            log.warning("no Redis configured: in-process feature store, state is lost on exit")
+            store = InMemoryStore()
+        return Engine(store, self._load_model(), retry_interval_s=self.config.store_retry_s)
+
+    def _load_model(self) -> LoadedModel | None:
+        if self.config.registry_dir is None:
+            log.error("no model registry configured: every call is allowed, degraded")
+            return None
+        try:
+            from models.registry import Registry
+
+            model = Registry(self.config.registry_dir).load(self.config.model_ref)
+        except Exception as exc:  # no model must not stop the stream: fail open, keep polling
+            log.error("model %r not loadable from %s (%s): allowing calls, degraded",
+                      self.config.model_ref, self.config.registry_dir, exc)
+            return None
+        log.info("model %s loaded (%s)", model.card.version, self.config.model_ref)
+        return model
+
+    def _maybe_swap_model(self, engine: Engine) -> None:
+        now = time.monotonic()
+        if now - self._model_checked < self.config.model_poll_s or self.config.registry_dir is None:
+            return
+        self._model_checked = now
+        try:
+            from models.registry import Registry
+
+            registry = Registry(self.config.registry_dir)
+            version = registry.alias(self.config.model_ref) or self.config.model_ref
+            if version != engine.model_version:
+                engine.swap_model(registry.load(version))
+                log.info("model hot-swapped to %s", version)
+        except Exception as exc:  # keep the current model
+            log.error("model reload failed (%s); keeping %s", exc, engine.model_version)
+
+    # -- one batch ----------------------------------------------------------------------------
 
     def process(self, records: Sequence[Any]) -> list[Outgoing]:
-        """Turn one polled batch into the records to produce (here: dead letters only)."""
+        """Turn one polled batch into the records to produce (decisions, feed events, dead letters)."""
+        engine = self.engine
+        if engine is None:
+            raise RuntimeError("Worker.process needs an engine: pass one or call run()")
+        t0 = time.perf_counter()
         out: list[Outgoing] = []
+        cdrs: list[Cdr] = []
+        parse = dlq.parse
         for rec in records:
             try:
-                decode(Cdr, rec.value)
+                cdrs.append(parse(rec.value))
             except ContractError as exc:
                 # The message masks numbers; the raw record goes only to the DLQ topic.
-                log.warning(
-                    "invalid CDR at %s[%d]@%d sent to %s: %s",
-                    rec.topic, rec.partition, rec.offset, self.config.topic_dlq, exc,
-                )  # fmt: skip
-                self.records.labels("invalid").inc()
-                out.append(
-                    Outgoing(
-                        self.config.topic_dlq,
-                        rec.key,
-                        rec.value,
-                        [
-                            ("topic", rec.topic.encode()),
-                            ("partition", str(rec.partition).encode()),
-                            ("offset", str(rec.offset).encode()),
-                            ("reason", str(exc).encode()),
-                        ],
-                    )
-                )
-            else:
-                self.records.labels("valid").inc()
+                log.warning("invalid CDR at %s[%d]@%d sent to %s: %s",
+                            rec.topic, rec.partition, rec.offset, self.config.topic_dlq, exc)
+                out.append(Outgoing(self.config.topic_dlq, rec.key, rec.value,
+                                    dlq.headers(str(exc), rec.topic, rec.partition, rec.offset)))
+        t1 = time.perf_counter()
+        outcome = engine.evaluate(cdrs, apply=True)
+        t2 = time.perf_counter()
+        encode = self._encoder.encode
+        topic = self.config.topic_decisions
+        feed = self.feed
+        metrics = self.metrics
+        counts: dict[tuple[str, str], int] = {}
+        for i, (cdr, decision) in enumerate(zip(cdrs, outcome.decisions, strict=True)):
+            out.append(Outgoing(topic, f"{cdr.operator}:{cdr.call_id}".encode(), encode(decision)))
+            k = (decision.action, cdr.operator)
+            counts[k] = counts.get(k, 0) + 1
+            if feed is not None and (decision.action != "allow" or decision.reasons):
+                entry = feed.observe(cdr, decision, outcome.features[i] if outcome.features is not None else None)
+                if entry is not None:
+                    out.append(Outgoing(self.config.topic_feed, entry.number.encode(), encode(entry)))
+                    metrics.feed.inc()
+        t3 = time.perf_counter()
+        for (action, operator), n in counts.items():
+            metrics.decisions.labels(action, metrics.operator_label(operator)).inc(n)
+        n_bad = len(records) - len(cdrs)
+        metrics.records.labels("valid").inc(len(cdrs))
+        if n_bad:
+            metrics.records.labels("invalid").inc(n_bad)
+            metrics.dlq.inc(n_bad)
+        if outcome.degraded:
+            metrics.degraded.inc(len(cdrs))
+        metrics.pending.set(engine.pending)
+        self.stage["decode"] += t1 - t0
+        self.stage["engine"] += t2 - t1
+        self.stage["encode"] += t3 - t2
         self.consumed += len(records)
         return out
+
+    # -- the loop -----------------------------------------------------------------------------
 
     def run(self) -> None:
         """Serve /healthz and /metrics, then consume until :meth:`stop` (or SIGTERM/SIGINT)."""
         from kafka import KafkaConsumer, KafkaProducer
-        from kafka.errors import KafkaError, KafkaTimeoutError
+        from kafka.errors import KafkaError
 
+        if self.engine is None:
+            self.engine = self._build_engine()
+            self._model_checked = time.monotonic()
         self._serve_http()
         consumer = producer = None
+        cfg = self.config
         try:
             while not self._stop.is_set():
                 try:
                     consumer = KafkaConsumer(
-                        self.config.topic_cdr,
-                        bootstrap_servers=self.config.bootstrap,
-                        group_id=self.config.group_id,
+                        cfg.topic_cdr,
+                        bootstrap_servers=cfg.bootstrap,
+                        group_id=cfg.group_id,
                         enable_auto_commit=False,
                         auto_offset_reset="earliest",
-                        session_timeout_ms=self.config.session_timeout_ms,
-                        heartbeat_interval_ms=self.config.session_timeout_ms // 3,
-                        request_timeout_ms=self.config.request_timeout_ms,
-                        bootstrap_timeout_ms=self.config.request_timeout_ms,
-                        max_poll_records=self.config.max_batch,
+                        session_timeout_ms=cfg.session_timeout_ms,
+                        heartbeat_interval_ms=max(500, cfg.session_timeout_ms // 6),
+                        request_timeout_ms=cfg.request_timeout_ms + 1000,
+                        bootstrap_timeout_ms=cfg.request_timeout_ms,
+                        max_poll_records=cfg.max_batch,
+                        fetch_max_bytes=16 * 1024 * 1024,
+                        max_partition_fetch_bytes=4 * 1024 * 1024,
                     )
                     producer = KafkaProducer(
-                        bootstrap_servers=self.config.bootstrap,
+                        bootstrap_servers=cfg.bootstrap,
+                        enable_idempotence=True,
                         acks="all",
                         linger_ms=5,
-                        request_timeout_ms=self.config.request_timeout_ms,
-                        delivery_timeout_ms=self.config.request_timeout_ms * 3,
-                        max_block_ms=self.config.request_timeout_ms,
-                        bootstrap_timeout_ms=self.config.request_timeout_ms,
+                        batch_size=1024 * 1024,
+                        max_request_size=8 * 1024 * 1024,
+                        request_timeout_ms=cfg.request_timeout_ms,
+                        delivery_timeout_ms=cfg.request_timeout_ms * 3,
+                        max_block_ms=cfg.request_timeout_ms,
+                        bootstrap_timeout_ms=cfg.request_timeout_ms,
                     )
                     break
                 except KafkaError as exc:
-                    log.error("Kafka at %s not reachable (%s); retrying in 2 s", self.config.bootstrap, exc)
+                    log.error("Kafka at %s not reachable (%s); retrying in 2 s", cfg.bootstrap, exc)
                     for client in (consumer, producer):
                         if client is not None:
                             client.close()
@@ -163,29 +298,9 @@ class Worker:
             if consumer is None or producer is None:
                 return
             self.kafka_connected = True
-            log.info("worker consuming %s in group %s", self.config.topic_cdr, self.config.group_id)
+            log.info("worker consuming %s in group %s", cfg.topic_cdr, cfg.group_id)
             while not self._stop.is_set():
-                polled = consumer.poll(timeout_ms=self.config.poll_timeout_ms, max_records=self.config.max_batch)
-                batch = [rec for recs in polled.values() for rec in recs]
-                if not batch:
-                    continue
-                outgoing = self.process(batch)
-                futures = [
-                    producer.send(o.topic, key=o.key, value=o.value, headers=o.headers) for o in outgoing
-                ]
-                try:
-                    producer.flush(timeout=self.config.request_timeout_ms / 1000)
-                except KafkaTimeoutError:
-                    pass  # the futures below tell which results are missing
-                failed = [f for f in futures if not f.succeeded()]
-                if failed:
-                    # Not committed: rewind to the batch start so these records are processed again.
-                    log.error("%d of %d results not acknowledged; re-reading the batch", len(failed), len(futures))
-                    for tp, recs in polled.items():
-                        consumer.seek(tp, recs[0].offset)
-                    continue
-                consumer.commit()
-                self.batches.inc()
+                self._step(consumer, producer)
         finally:
             self.kafka_connected = False
             if consumer is not None:
@@ -194,6 +309,61 @@ class Worker:
                 producer.close(timeout=2)
             self._close_http()
             log.info("worker stopped after %d records", self.consumed)
+
+    def _step(self, consumer: Any, producer: Any) -> None:
+        from kafka.errors import CommitFailedError, KafkaError, KafkaTimeoutError
+        from kafka.structs import OffsetAndMetadata
+
+        cfg = self.config
+        engine = self.engine
+        if engine is None:
+            raise RuntimeError("Worker._step needs an engine: run() builds it")
+        self._maybe_swap_model(engine)
+        t0 = time.perf_counter()
+        polled = consumer.poll(timeout_ms=cfg.poll_timeout_ms, max_records=cfg.max_batch)
+        batch = [rec for recs in polled.values() for rec in recs]
+        t1 = time.perf_counter()
+        self.stage["poll"] += t1 - t0
+        if not batch:
+            if engine.pending:
+                engine.flush_pending()  # the store may be back: catch up while idle
+                self.metrics.pending.set(engine.pending)
+            return
+        outgoing = self.process(batch)
+        t2 = time.perf_counter()
+        send = producer.send
+        try:
+            futures = [send(o.topic, key=o.key, value=o.value, headers=o.headers or None) for o in outgoing]
+            producer.flush(timeout=cfg.request_timeout_ms / 1000)
+        except KafkaTimeoutError:
+            futures = []
+            ok = False
+        else:
+            ok = all(f.succeeded() for f in futures)
+        t3 = time.perf_counter()
+        self.stage["produce"] += t3 - t2
+        if not ok:
+            # Not committed: rewind to the batch start so these records are processed again
+            # (idempotent state, deterministic decision ids).
+            log.error("outputs of a batch of %d not acknowledged; re-reading it", len(batch))
+            for tp, recs in polled.items():
+                consumer.seek(tp, recs[0].offset)
+            return
+        offsets = {tp: OffsetAndMetadata(recs[-1].offset + 1, "", -1) for tp, recs in polled.items()}
+        try:
+            consumer.commit(offsets, timeout_ms=cfg.request_timeout_ms)
+        except (CommitFailedError, KafkaError) as exc:
+            # A rebalance took partitions away (their new owner re-reads them) or the broker
+            # is unreachable (the next commit covers these offsets too): nothing is lost.
+            log.warning("offset commit failed (%s); records may be processed again", exc)
+        t4 = time.perf_counter()
+        self.stage["commit"] += t4 - t3
+        self.metrics.batches.inc()
+        self.metrics.batch_seconds.observe(t4 - t0)
+        for tp, recs in polled.items():
+            high = consumer.highwater(tp)
+            if high is not None:
+                self.metrics.lag.labels(str(tp.partition)).set(max(0, high - recs[-1].offset - 1))
 
     def stop(self) -> None:
         """Ask the loop to finish its current batch and return (within one poll timeout)."""
@@ -227,7 +397,15 @@ class Worker:
         return self.kafka_connected
 
     def _health(self) -> dict[str, object]:
-        return {"status": "ok", "kafka": "connected" if self.kafka_connected else "connecting", "consumed": self.consumed}
+        engine = self.engine
+        return {
+            "status": "ok",
+            "kafka": "connected" if self.kafka_connected else "connecting",
+            "consumed": self.consumed,
+            "model": engine.model_version if engine else None,
+            "store": ("up" if engine.store_available else "down") if engine else None,
+            "pending_store_writes": engine.pending if engine else 0,
+        }
 
     def _serve_http(self) -> None:
         worker = self
@@ -262,3 +440,45 @@ class Worker:
             self._http.server_close()
             self._http = None
 
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m streaming.worker``: the worker with explicit arguments (tests, benchmarks).
+
+    The production entry point is ``callscreen worker``, which reads the settings object.
+    """
+    p = argparse.ArgumentParser(prog="python -m streaming.worker")
+    p.add_argument("--bootstrap", required=True)
+    p.add_argument("--redis-url")
+    p.add_argument("--registry-dir", type=Path)
+    p.add_argument("--model", default="champion")
+    p.add_argument("--group", default="callscreen-worker")
+    p.add_argument("--topic-cdr", default="cdr")
+    p.add_argument("--topic-decisions", default="decisions")
+    p.add_argument("--topic-dlq", default="cdr.dlq")
+    p.add_argument("--topic-feed", default="fraud-feed")
+    p.add_argument("--metrics-port", type=int, default=0)
+    p.add_argument("--max-batch", type=int, default=2000)
+    p.add_argument("--feed-key", help="feed HMAC key (development/test only; production uses the settings)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    config = WorkerConfig(
+        bootstrap=args.bootstrap,
+        redis_url=args.redis_url,
+        registry_dir=args.registry_dir,
+        model_ref=args.model,
+        group_id=args.group,
+        topic_cdr=args.topic_cdr,
+        topic_decisions=args.topic_decisions,
+        topic_dlq=args.topic_dlq,
+        topic_feed=args.topic_feed,
+        metrics_port=args.metrics_port,
+        max_batch=args.max_batch,
+        feed_hash_key=args.feed_key.encode() if args.feed_key else None,
+    )
+    Worker(config).run_until_signalled()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
