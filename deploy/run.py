@@ -62,8 +62,12 @@ def _worker(args: argparse.Namespace) -> int:
         topic_cdr=s.topic_cdr,
         topic_dlq=s.topic_cdr_dlq,
         topic_decisions=s.topic_decisions,
+        topic_feed=s.topic_fraud_feed,
         metrics_host=s.api_host,
         metrics_port=s.worker_metrics_port,
+        redis_url=s.redis_url,
+        registry_dir=s.models_dir,
+        feed_hash_key=s.feed_hash_key.get_secret_value().encode() if s.feed_hash_key else None,
     )
     Worker(config).run_until_signalled()
     return 0
