@@ -1,36 +1,132 @@
-"""The FastAPI application factory. Endpoints of the switch API, workbench and bank feed join here."""
+"""The FastAPI application factory: the switch API (``/v1``), ops endpoints and metrics.
+
+``deploy`` builds the feature store and the model registry and passes them in; the app
+builds the engine, loads the registry's champion, follows promotions, and answers. With
+no store the screening routes still answer (fail-open), and the others say 503.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from models.engine import Engine
+from service import handlers, openapi
+from service.routes import lists, models, numbers, ops, screen, subscribers
+from service.runtime import Runtime, ServiceConfig
+from service.watcher import ModelWatcher
+
+__all__ = ["ServiceConfig", "create_app"]
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Per-call fraud screening for switches, in milliseconds, fail-open.
+
+**Auth**: every `/v1` route needs `X-API-Key` (roles: switch, analyst, bank, data_scientist,
+admin; switch keys are scoped to one operator). **SIP mapping**: `block` -> answer like SIP 603
+Decline; `allow` -> continue; `warn` -> continue with a label the switch can show the callee.
+A switch that gets no answer within its own timer continues the call.
+
+Phone numbers never appear in URLs: number-scoped requests carry the number in the body.
+"""
 
 
-@dataclass(frozen=True, kw_only=True)
-class ServiceConfig:
-    """What the API process needs; built by ``deploy`` from the settings object."""
-
-    redis_url: str | None = None
-    """Redis URL of the feature store; None until a store is configured."""
-    deadline_ms: float = 20.0
-    """Overall deadline of one screening request; past it the call is allowed, degraded."""
-    version: str = "0.1.0"
-    """Version reported by the API's OpenAPI document."""
-
-
-def create_app(config: ServiceConfig) -> FastAPI:
+def create_app(
+    config: ServiceConfig,
+    *,
+    store: Any | None = None,
+    registry: Any | None = None,
+    engine: Engine | None = None,
+) -> FastAPI:
     """Build the application.
 
     >>> create_app(ServiceConfig()).title
     'callscreen'
     """
-    app = FastAPI(title="callscreen", version=config.version)
+    if engine is None and store is not None:
+        # A short retry interval: after a store outage the first probe comes 250 ms later,
+        # well inside the 2 s recovery target.
+        engine = Engine(store, None, retry_interval_s=config.breaker_cooldown_s)
+    runtime = Runtime(config, store=store, engine=engine, registry=registry)
+    if registry is not None and engine is not None:
+        runtime.watcher = ModelWatcher(
+            registry, engine, runtime.metrics, shadow=config.shadow, interval_s=config.watch_interval_s
+        )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime.lane.start()
+        task: asyncio.Task[None] | None = None
+        if runtime.watcher is not None:
+            try:
+                await asyncio.to_thread(runtime.watcher.refresh)
+            except Exception:  # no registry yet, unreadable aliases: start unready, keep polling
+                log.exception("initial model load failed; /readyz stays 503 until a champion loads")
+            task = asyncio.create_task(runtime.watcher.run())
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            runtime.lane.stop()
+
+    app = FastAPI(
+        title="callscreen",
+        version=config.version,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_tags=[
+            {"name": "switch", "description": "call screening for switches"},
+            {"name": "subscribers", "description": "the operators' subscriber registry"},
+            {"name": "lists", "description": "blocklist, allow-list, do-not-originate list"},
+            {"name": "numbers", "description": "risk of one number"},
+            {"name": "models", "description": "model registry and the serving model"},
+            {"name": "ops", "description": "health, readiness, metrics"},
+        ],
+    )
+    app.state.runtime = runtime
     app.state.config = config
-
-    @app.get("/healthz", tags=["ops"])
-    def healthz() -> dict[str, str]:
-        """Liveness: the process is up and serving HTTP."""
-        return {"status": "ok"}
-
+    for module in (screen, subscribers, lists, numbers, models, ops):
+        app.include_router(module.router)
+    handlers.install(app)
+    openapi.install(app)
+    app.add_middleware(LatencyMiddleware, runtime=runtime)
     return app
+
+
+class LatencyMiddleware:
+    """Observes every HTTP request's latency by route template (never the raw path: no numbers in labels)."""
+
+    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
+        self.app = app
+        self.histogram = runtime.metrics.latency
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            self.histogram.labels(template, scope["method"], str(status)).observe(time.perf_counter() - t0)

@@ -1,0 +1,153 @@
+"""The switch's routes: screen one call, screen a batch, report completed calls.
+
+SIP mapping (what a switch does with the answer): ``block`` -> reject like SIP 603
+Decline; ``allow`` -> continue; ``warn`` -> continue and show the callee a label such as
+"possible fraud". A switch that gets no answer within its own timer continues the call.
+
+These routes decode with msgspec and answer raw JSON bytes (pydantic validation of the
+response would cost more than the decision itself).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Final
+
+import msgspec
+from fastapi import APIRouter, Request, Response
+from msgspec import Meta, Struct
+
+from features.contracts import Cdr, Decision, decode
+from features.errors import ContractError
+from service import openapi
+from service.access import SCREENING, SECURED, runtime_of
+from service.auth import check_operator
+from service.errors import BodyInvalidError
+from service.limits import BODY_LIMITS, read_body
+
+router = APIRouter(prefix="/v1", tags=["switch"])
+MAX_BATCH: Final = 1000
+_JSON: Final = "application/json"
+
+
+class _Batch(Struct, frozen=True):
+    calls: Annotated[list[msgspec.Raw], Meta(min_length=1, max_length=MAX_BATCH)]
+
+
+class _Decisions(Struct, frozen=True):
+    decisions: list[Decision]
+
+
+_BATCH_DECODER = msgspec.json.Decoder(_Batch)
+_ENCODER = msgspec.json.Encoder()
+
+_BATCH_SCHEMA: Final = {
+    "type": "object",
+    "required": ["calls"],
+    "properties": {"calls": {"type": "array", "minItems": 1, "maxItems": MAX_BATCH, "items": openapi.ref("Cdr")}},
+}
+_DECISIONS_SCHEMA: Final = {
+    "type": "object",
+    "required": ["decisions"],
+    "properties": {"decisions": {"type": "array", "items": openapi.ref("Decision")}},
+}
+
+
+def decode_batch(body: bytes) -> list[Cdr]:
+    """``{"calls": [cdr/1, ...]}`` -> CDRs; a bad call's error names its index and field."""
+    try:
+        batch = _BATCH_DECODER.decode(body)
+    except msgspec.ValidationError as exc:
+        raise BodyInvalidError(
+            f"body: {exc}; expected {{\"calls\": [cdr/1, ...]}} with 1-{MAX_BATCH} calls", field="calls"
+        ) from None
+    except msgspec.DecodeError as exc:
+        raise BodyInvalidError(f"body is not JSON ({exc})", field=None) from None
+    out = []
+    for i, raw in enumerate(batch.calls):
+        try:
+            out.append(decode(Cdr, raw))
+        except ContractError as exc:
+            raise BodyInvalidError(f"calls[{i}]: {exc}", field=f"calls[{i}].{exc.field}" if exc.field else f"calls[{i}]") from None
+    return out
+
+
+def _extra(body_schema: dict[str, Any], example: Any) -> dict[str, Any]:
+    return {**SECURED, **openapi.json_body(body_schema, example)}
+
+
+@router.post(
+    "/screen",
+    summary="Screen one call at setup",
+    description=(
+        "Body: one `cdr/1` without the outcome fields. Answer: one `decision/1` within the deadline "
+        "(default 20 ms). Past the deadline or with the feature store down the answer is `allow` with "
+        "`degraded: true` and a `DEGRADED_*` reason - never a 5xx, never a block for an infrastructure "
+        "failure. Emergency numbers (101-104, 112) always pass. SIP: block = 603 Decline, allow = continue, "
+        "warn = continue with a label."
+    ),
+    openapi_extra=_extra(openapi.ref("Cdr"), openapi.EXAMPLE_CDR),
+    responses={**openapi.json_response("the decision", openapi.ref("Decision"), openapi.EXAMPLE_DECISION),
+               **openapi.errors(401, 403, 413, 422, 429)},
+    response_class=Response,
+)
+async def screen(request: Request) -> Response:
+    t0 = time.monotonic()
+    rt = runtime_of(request)
+    key = rt.guard(request, SCREENING)
+    cdr = decode(Cdr, await read_body(request, BODY_LIMITS["small"]))
+    check_operator(key, cdr.operator)
+    remaining = rt.deadline_s - (time.monotonic() - t0)
+    (decision,) = await rt.decide("screen", (cdr,), remaining)
+    return Response(_ENCODER.encode(decision), media_type=_JSON)
+
+
+@router.post(
+    "/screen/batch",
+    summary="Screen up to 1,000 calls in one request",
+    description=(
+        "Body: `{\"calls\": [cdr/1, ...]}` (1-1,000). Answer: `{\"decisions\": [decision/1, ...]}` in the "
+        "same order. Deadline: the per-request deadline plus `batch_ms_per_call` per call."
+    ),
+    openapi_extra=_extra(_BATCH_SCHEMA, {"calls": [openapi.EXAMPLE_CDR]}),
+    responses={**openapi.json_response("decisions, in input order", _DECISIONS_SCHEMA,
+                                       {"decisions": [openapi.EXAMPLE_DECISION]}),
+               **openapi.errors(401, 403, 413, 422, 429)},
+    response_class=Response,
+)
+async def screen_batch(request: Request) -> Response:
+    t0 = time.monotonic()
+    rt = runtime_of(request)
+    key = rt.guard(request, SCREENING)
+    cdrs = decode_batch(await read_body(request, BODY_LIMITS["batch"]))
+    for c in cdrs:
+        check_operator(key, c.operator)
+    budget = rt.deadline_s + len(cdrs) * rt.config.batch_ms_per_call / 1000.0
+    decisions = await rt.decide("screen", cdrs, budget - (time.monotonic() - t0))
+    return Response(_ENCODER.encode(_Decisions(decisions)), media_type=_JSON)
+
+
+@router.post(
+    "/cdrs",
+    summary="Report completed calls (for operators without Kafka)",
+    description=(
+        "Body: `{\"calls\": [cdr/1, ...]}` with the outcome fields. Same path as the stream worker: each "
+        "call is decided as of its start and applied to the feature state, idempotently by "
+        "operator + call_id (a repeated call changes nothing). Answer: the decisions, in input order. "
+        "A call answered with `degraded: true` may not have been applied yet; sending it again is safe."
+    ),
+    openapi_extra=_extra(_BATCH_SCHEMA, {"calls": [{**openapi.EXAMPLE_CDR, "answered": True,
+                                                    "duration_s": 42.0, "ring_s": 6.5}]}),
+    responses={**openapi.json_response("decisions, in input order", _DECISIONS_SCHEMA,
+                                       {"decisions": [openapi.EXAMPLE_DECISION]}),
+               **openapi.errors(401, 403, 413, 422, 429)},
+    response_class=Response,
+)
+async def report_cdrs(request: Request) -> Response:
+    rt = runtime_of(request)
+    key = rt.guard(request, SCREENING)
+    cdrs = decode_batch(await read_body(request, BODY_LIMITS["batch"]))
+    for c in cdrs:
+        check_operator(key, c.operator)
+    decisions = await rt.decide("process", cdrs, rt.config.process_timeout_s)
+    return Response(_ENCODER.encode(_Decisions(decisions)), media_type=_JSON)
