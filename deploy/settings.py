@@ -60,6 +60,13 @@ class Settings(BaseSettings):
     deadline_ms: float = Field(
         20.0, gt=0, description="Overall deadline of one screening request; past it the call is allowed, degraded."
     )
+    api_keys: str | None = Field(
+        None,
+        description='JSON list of API keys `[{"name","role","sha256","operator"?,"rate_per_s"?}]` (`callscreen keys new` prints one). Unset in development: the fixed `dev-*` keys of the README.',
+    )
+    api_shadow: bool = Field(
+        False, description="Score the registry's `challenger` alongside the champion in the API; logged and counted, never returned."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Lowest level written to the logs: DEBUG, INFO, WARNING or ERROR.")
     log_stderr: bool = Field(
         True,
