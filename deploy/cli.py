@@ -17,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "deploy.run",
     "deploy.engine_cli",
     "deploy.training_cli",
+    "deploy.keys_cli",
 )
 
 
