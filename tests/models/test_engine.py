@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
@@ -13,32 +12,10 @@ from features.contracts import Cdr
 from features.definitions import FEATURE_NAMES, INDEX
 from features.errors import StoreUnavailableError
 from features.store import CallContext, ListEntry
-from models import Scorer
 from models.engine import Engine, decision_id
+from tests.models.tiny_model import Card, Loaded, loaded
 
 T0 = dt.datetime(2026, 11, 20, 8, tzinfo=dt.UTC)
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    warn: float
-    block: float
-    per_operator: dict[str, tuple[float, float]] = field(default_factory=dict)
-
-    def for_operator(self, op: str) -> tuple[float, float]:
-        return self.per_operator.get(op, (self.warn, self.block))
-
-
-@dataclass(frozen=True)
-class Card:
-    version: str
-    thresholds: Thresholds
-
-
-@dataclass(frozen=True)
-class Loaded:
-    card: Card
-    scorer: Scorer
 
 
 class StubStore:
@@ -80,21 +57,8 @@ class StubStore:
 
 
 @pytest.fixture(scope="module")
-def scorer() -> Scorer:
-    import lightgbm as lgb
-
-    rng = np.random.default_rng(7)
-    X = np.full((4000, len(FEATURE_NAMES)), np.nan)
-    X[:, INDEX["calls_1h"]] = rng.integers(0, 40, 4000)
-    y = (X[:, INDEX["calls_1h"]] > 20).astype(int)
-    booster = lgb.train({"objective": "binary", "verbose": -1, "num_leaves": 4, "min_data_in_leaf": 20},
-                        lgb.Dataset(X, y, feature_name=list(FEATURE_NAMES)), num_boost_round=20)
-    return Scorer.from_string(booster.model_to_string())
-
-
-@pytest.fixture
-def model(scorer: Scorer) -> Loaded:
-    return Loaded(Card("v1", Thresholds(0.5, 0.9, {"tele2": (0.99, 0.999)})), scorer)
+def model() -> Loaded:
+    return loaded("v1", {"tele2": (0.99, 0.999)})
 
 
 def calls(n: int, a: str = "+77011234567", operator: str = "kcell", b: str = "+77021234567", ingress: str = "mobile", prefix: str = "c") -> list[Cdr]:
