@@ -1,0 +1,264 @@
+"""``RedisStore``: the feature store in Redis, one Lua script call per batch of calls.
+
+The client does little per call: it packs each call into one string (start time, caller,
+and the event member the script stores), sends the batch in one ``EVALSHA``, and reads
+back one string of doubles (``numpy.frombuffer``) plus the callers' registry records and
+list hits. The script (``features/batch.lua``) reads and applies the calls in start-time
+order atomically, so a batch interrupted by a Redis outage left no trace and its retry is
+exact. The key layout is specified in the README ("Feature store key layout").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Iterable, Sequence
+from importlib import resources
+from typing import Any, Final
+
+import msgspec
+import numpy as np
+import redis
+from redis.exceptions import BusyLoadingError, NoScriptError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from features.assembly import RAW, assemble, start_ms
+from features.contracts import Cdr, Subscriber
+from features.definitions import DAY_MS, HISTORY_MS
+from features.errors import StoreListKindError, StoreRecordError, StoreUnavailableError
+from features.registry_codec import OwnerHasher, bucket, pack, to_subscriber, unpack
+from features.retention import EVENT_RETAIN_MS, EVENT_TTL_MS, RELATION_RETAIN_MS, RELATION_TTL_MS
+from features.store import LIST_KINDS, CallContext, ListEntry, ListKind
+
+_WIDTH: Final = len(RAW) + 2  # RAW, duplicate flag, owner count
+_DEVICE_COLS: Final = slice(len(RAW) - 3, len(RAW))  # -1 from the script means "field absent"
+_UNAVAILABLE: Final = (RedisConnectionError, RedisTimeoutError, BusyLoadingError)
+_ENTRY_DECODER: Final = msgspec.json.Decoder(ListEntry)
+_NO_DURATION: Final = struct.pack(">d", 0.0)
+_ZERO6: Final = bytes(6)
+UPSERT_CHUNK: Final = 2000
+
+
+def _h6(value: str) -> bytes:
+    """48-bit digest used for call keys, IMEIs and cells inside one caller's or device's state:
+    collisions there are ~n^2/2^49, negligible for the hundreds of values one key holds."""
+    return hashlib.blake2b(value.encode(), digest_size=6).digest()
+
+
+def _script(name: str) -> str:
+    return resources.files("features").joinpath(name).read_text(encoding="utf-8")
+
+
+class RedisStore:
+    """The feature store in Redis. ``client`` needs explicit socket timeouts (the caller's
+    choice); every Redis failure surfaces as ``StoreUnavailableError``."""
+
+    def __init__(
+        self, client: redis.Redis, prefix: str = "cs:", *, owner_hasher: OwnerHasher | None = None
+    ) -> None:
+        self._r = client
+        self._p = prefix
+        self._pb = prefix.encode()
+        self._owner_hash = owner_hasher or OwnerHasher()
+        self._batch = _script("batch.lua")
+        self._registry = _script("registry.lua")
+        self._sha: dict[str, str] = {}
+        self._op_codes: dict[str, int] = {}
+        self._head = [self._pb, b"", str(EVENT_RETAIN_MS).encode(), str(RELATION_RETAIN_MS).encode(),
+                      str(EVENT_TTL_MS).encode(), str(RELATION_TTL_MS).encode()]
+
+    # --- plumbing ----------------------------------------------------------------------
+    def _eval(self, source: str, args: Sequence[Any]) -> Any:
+        try:
+            sha = self._sha.get(source)
+            if sha is None:
+                sha = self._sha[source] = self._r.script_load(source)
+            try:
+                return self._r.evalsha(sha, 0, *args)
+            except NoScriptError:  # the server restarted or flushed its script cache
+                self._sha[source] = self._r.script_load(source)
+                return self._r.evalsha(self._sha[source], 0, *args)
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailableError(f"feature store: Redis unavailable ({type(exc).__name__})") from exc
+
+    def _call(self, method: str, *args: Any) -> Any:
+        try:
+            return getattr(self._r, method)(*args)
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailableError(f"feature store: Redis unavailable ({type(exc).__name__})") from exc
+
+    # --- calls -------------------------------------------------------------------------
+    def screen(self, cdrs: Sequence[Cdr]) -> tuple[np.ndarray, list[CallContext]]:
+        return self._run(cdrs, apply=False)
+
+    def process(self, cdrs: Sequence[Cdr]) -> tuple[np.ndarray, list[CallContext]]:
+        return self._run(cdrs, apply=True)
+
+    def _run(self, cdrs: Sequence[Cdr], *, apply: bool) -> tuple[np.ndarray, list[CallContext]]:
+        n = len(cdrs)
+        t = start_ms(cdrs)
+        if n == 0:
+            return assemble(cdrs, t, np.zeros((0, len(RAW))), [], []), []
+        order = np.argsort(t, kind="stable")
+        args = self._head.copy()
+        args[1] = b"1" if apply else b"0"
+        pack_d = struct.Struct(">d").pack
+        for i in order.tolist():
+            c = cdrs[i]
+            a = c.a_number.encode()
+            flags = 1 if c.answered else 0
+            imei = cell = _ZERO6
+            if c.a_imei is not None:
+                flags |= 2
+                imei = _h6(c.a_imei)
+            if c.a_cell_id is not None:
+                flags |= 4
+                cell = _h6(c.a_cell_id)
+            args.append(b"".join((
+                pack_d(float(t[i])), bytes((len(a),)), a,
+                _h6(c.operator + "\x00" + c.call_id), bytes((flags,)),
+                _NO_DURATION if c.duration_s is None else pack_d(c.duration_s),
+                imei, cell, c.b_number.encode(),
+            )))
+        numbers, reg_sorted, list_hits = self._eval(self._batch, args)
+        values = np.frombuffer(numbers, ">f8").reshape(n, _WIDTH)
+        out = np.empty((n, _WIDTH))
+        out[order] = values
+        raw = out[:, : len(RAW)]
+        device = raw[:, _DEVICE_COLS]
+        device[device < 0] = np.nan
+        registry: list[bytes | None] = [None] * n
+        for pos, i in enumerate(order.tolist()):
+            registry[i] = reg_sorted[pos] or None
+        hits: dict[int, dict[str, ListEntry]] = {}
+        for j in range(0, len(list_hits), 3):
+            i = int(order[int(list_hits[j]) - 1])
+            hits.setdefault(i, {})[list_hits[j + 1].decode()] = _ENTRY_DECODER.decode(list_hits[j + 2])
+        contexts = []
+        for i in range(n):
+            packed = registry[i]
+            found = hits.get(i, {})
+            ti = int(t[i])
+            active = {k: e if e.active_at(ti) else None for k, e in found.items()}
+            contexts.append(CallContext(
+                in_registry=packed is not None,
+                roaming=packed is not None and bool(packed[0] & 32),
+                allow=active.get("allow"), block=active.get("block"), dno=active.get("dno"),
+                duplicate=bool(out[i, len(RAW)]),
+            ))
+        owners = out[:, len(RAW) + 1].astype(np.int64).tolist()
+        return assemble(cdrs, t, raw, registry, owners), contexts
+
+    # --- registry ----------------------------------------------------------------------
+    def _op_code(self, operator: str) -> int:
+        code = self._op_codes.get(operator)
+        if code is None:
+            script = (
+                "local c = redis.call('HGET', KEYS[1], ARGV[1]) if c then return tonumber(c) end "
+                "c = redis.call('HINCRBY', KEYS[3], 'next', 1) "
+                "redis.call('HSET', KEYS[1], ARGV[1], c) redis.call('HSET', KEYS[2], c, ARGV[1]) return c"
+            )
+            try:
+                code = int(self._r.eval(script, 3, self._p + "opcode", self._p + "opname", self._p + "opseq",
+                                        operator))
+            except _UNAVAILABLE as exc:
+                raise StoreUnavailableError(f"feature store: Redis unavailable ({type(exc).__name__})") from exc
+            self._op_codes[operator] = code
+        return code
+
+    def upsert_subscribers(self, subscribers: Iterable[Subscriber]) -> int:
+        total = 0
+        args: list[bytes | str] = [self._pb, b"u"]
+        for sub in subscribers:
+            owner = None if sub.owner_ref is None else self._owner_hash(sub.owner_ref)
+            b, f = bucket(sub.msisdn)
+            args += (b, f, pack(sub, self._op_code(sub.operator), owner))
+            if len(args) >= 2 + 3 * UPSERT_CHUNK:
+                total += int(self._eval(self._registry, args[:]))
+                del args[2:]
+        if len(args) > 2:
+            total += int(self._eval(self._registry, args))
+        return total
+
+    def upsert_packed(self, records: Sequence[tuple[str, bytes, bytes]]) -> int:
+        """Bulk path for loaders: (bucket, field, packed record) triples, already validated."""
+        total = 0
+        for k in range(0, len(records), UPSERT_CHUNK):
+            args: list[bytes | str] = [self._pb, b"u"]
+            for rec in records[k : k + UPSERT_CHUNK]:
+                args += rec
+            total += int(self._eval(self._registry, args))
+        return total
+
+    def operator_code(self, operator: str) -> int:
+        return self._op_code(operator)
+
+    def delete_subscriber(self, msisdn: str) -> bool:
+        b, f = bucket(msisdn)
+        return bool(self._eval(self._registry, [self._pb, b"d", b, f]))
+
+    def get_subscriber(self, msisdn: str) -> Subscriber | None:
+        b, f = bucket(msisdn)
+        packed = self._call("hget", self._p + "sub:" + b, f)
+        if packed is None:
+            return None
+        u = unpack(packed)
+        name = self._call("hget", self._p + "opname", u.operator_code)
+        if name is None:
+            raise StoreRecordError(f"operator code {u.operator_code} has no name; fix: reload the registry")
+        return to_subscriber(u, msisdn, name.decode())
+
+    # --- lists -------------------------------------------------------------------------
+    def _list_key(self, kind: str) -> str:
+        if kind not in LIST_KINDS:
+            raise StoreListKindError(f"list {kind!r} is not one of {', '.join(LIST_KINDS)}")
+        return self._p + "list:" + kind
+
+    def add_to_list(self, entry: ListEntry) -> None:
+        self._call("hset", self._list_key(entry.list), entry.number, msgspec.json.encode(entry))
+
+    def remove_from_list(self, kind: ListKind, number: str) -> bool:
+        return bool(self._call("hdel", self._list_key(kind), number))
+
+    def list_entries(self, kind: ListKind) -> list[ListEntry]:
+        raw = self._call("hgetall", self._list_key(kind))
+        return sorted((_ENTRY_DECODER.decode(v) for v in raw.values()), key=lambda e: e.number)
+
+    # --- admin -------------------------------------------------------------------------
+    def reset_number(self, number: str) -> int:
+        return int(self._call("delete", *(self._p + k + number for k in ("o:", "i:", "c:"))))
+
+    def number_summary(self, number: str) -> dict[str, Any]:
+        p = self._p
+        try:
+            pipe = self._r.pipeline(transaction=False)
+            pipe.zrevrange(p + "o:" + number, 0, 0, withscores=True)
+            pipe.zrevrange(p + "i:" + number, 0, 0, withscores=True)
+            pipe.hgetall(p + "c:" + number)
+            pipe.hexists(p + "sub:" + bucket(number)[0], bucket(number)[1])
+            for kind in LIST_KINDS:
+                pipe.hexists(p + "list:" + kind, number)
+            newest_out, newest_in, contacts, held, *listed = pipe.execute()
+            last = int(max([s for _, s in newest_out + newest_in], default=-1))
+            lo, hi = last - DAY_MS, f"({last + 1}"
+            day = self._r.zrangebyscore(p + "o:" + number, lo, hi) if last >= 0 else []
+            inbound = self._r.zcount(p + "i:" + number, lo, hi) if last >= 0 else 0
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailableError(f"feature store: Redis unavailable ({type(exc).__name__})") from exc
+        return {
+            "as_of_ms": last if last >= 0 else None,
+            "calls_24h": len(day),
+            "distinct_callees_24h": len({m[27:] for m in day}),
+            "answered_24h": sum(m[6] & 1 for m in day),
+            "inbound_calls_24h": int(inbound),
+            "contacts_30d": sum(1 for v in contacts.values() if int.from_bytes(v[:6], "big") >= last - HISTORY_MS),
+            "in_registry": bool(held),
+            "lists": sorted(k for k, hit in zip(LIST_KINDS, listed, strict=True) if hit),
+        }
+
+    def ping(self) -> bool:
+        try:
+            return bool(self._r.ping())
+        except _UNAVAILABLE:
+            return False
