@@ -8,7 +8,7 @@ names the LightGBM behaviour it reproduces.
 """
 
 cimport numpy as cnp
-from libc.math cimport NAN, exp, fabs, trunc
+from libc.math cimport INFINITY, NAN, exp, fabs, trunc
 from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
@@ -50,10 +50,14 @@ cdef enum:
     TRANSFORM_SIGMOID = 1
     TRANSFORM_EXP = 2
     # Rows per block in the batch kernel: the transformed block (64 x ~40 doubles,
-    # 20 KB) stays in L1 while every tree is walked over it.
+    # 2 x 40 slots, 41 KB) stays in L1 while every tree is walked over it.
     BLOCK_ROWS = 64
     # Rows up to this many features use a stack buffer in the one-row path (no malloc).
     STACK_FEATURES = 511
+    # Trees (one row) and rows (batch) walked in lock-step; set by measurement
+    # (benchmarks/README.md): enough independent load chains to hide L2 latency.
+    TREE_LANES = 8
+    ROW_LANES = 4
 
 # LightGBM's kZeroThreshold is the float literal 1e-35f widened to double.
 cdef double ZERO_THRESHOLD = <double>(<float>1e-35)
@@ -63,10 +67,17 @@ cdef double INT_LIMIT = 2147483648.0
 
 
 cdef inline void _transform_row(const double* x, double* xt, const uint8_t* kinds, int n_features) noexcept nogil:
-    """Fold LightGBM's per-split missing-value rules into one pass over the row."""
+    """Fold LightGBM's per-split missing-value rules into one pass over the row.
+
+    Writes 2F+1 slots: xt[j] is read by default-left splits (a missing value is
+    -inf, so it goes left), xt[F + 1 + j] by default-right ones (NaN: `NaN <= t` is
+    false, so it goes right, even past the +inf thresholds LightGBM writes), and
+    xt[F] is the NaN every leaf reads. After this, a numerical split is `x <= t`.
+    """
     cdef int j
-    cdef double v
+    cdef double v, right
     cdef uint8_t kind
+    cdef double* xr = xt + n_features + 1
     for j in range(n_features):
         v = x[j]
         # The dense-matrix reader of LightGBM's C API keeps only |v| > kZeroThreshold
@@ -74,19 +85,27 @@ cdef inline void _transform_row(const double* x, double* xt, const uint8_t* kind
         if fabs(v) <= ZERO_THRESHOLD:
             v = 0.0
         kind = kinds[j]
+        right = v
         if kind == FEATURE_NONE:
             if v != v:
                 v = 0.0  # NumericalDecision: NaN -> 0 unless missing type is NaN
+                right = 0.0
+        elif kind == FEATURE_NAN:
+            if v != v:
+                v = -INFINITY
         elif kind == FEATURE_ZERO:
-            if v == 0.0:
-                v = NAN  # Zero and NaN both take the default direction: mark both as NaN
-        elif kind == FEATURE_CATEGORICAL:
+            if v != v or v == 0.0:  # IsZero(v) (|v| <= kZeroThreshold is 0.0 by now) or NaN
+                v = -INFINITY
+                right = NAN
+        else:
             if v != v or v <= -1.0 or v >= INT_LIMIT:
                 v = -1.0  # CategoricalDecision: int_fval < 0 (NaN/inf cast to INT_MIN) -> right
             else:
                 v = trunc(v)  # static_cast<int> truncates toward zero: -0.5 is category 0
+            right = v
         xt[j] = v
-    xt[n_features] = NAN  # the slot every leaf reads
+        xr[j] = right
+    xt[n_features] = NAN  # the slot every leaf reads: NaN <= anything is false, so it steps right, to itself
 
 
 cdef inline bint _in_bitset(double code, double split, const uint32_t* bits, const int32_t* bounds) noexcept nogil:
@@ -103,13 +122,15 @@ cdef inline int32_t _step(const Node* nodes, int32_t i, const double* xt,
                           const uint32_t* bits, const int32_t* bounds) noexcept nogil:
     cdef const Node* n = nodes + i
     cdef double x = xt[n.feature]
-    cdef bint left
+    cdef int32_t left
+    cdef int32_t right = n.right
     if n.kind & KIND_CATEGORICAL:
         left = _in_bitset(x, n.value, bits, bounds)
     else:
-        # NaN here means "missing" after _transform_row: it goes the default way.
-        left = (x <= n.value) | ((x != x) & n.default_left)
-    return i + 1 if left else n.right
+        left = x <= n.value  # missing values were made +-inf by _transform_row
+    # Branch-free select: a split is a coin flip for the branch predictor, and one
+    # misprediction would flush every lane walked in lock-step with this one.
+    return right ^ ((right ^ (i + 1)) & -left)
 
 
 cdef class Forest:
@@ -151,7 +172,7 @@ cdef class Forest:
     cdef double _raw_one(self, const double* xt) noexcept nogil:
         """Sum of tree outputs in tree order, from 0.0, as GBDT::PredictRaw does.
 
-        Four trees are walked in lock-step so that four independent chains of
+        TREE_LANES trees are walked in lock-step so that TREE_LANES independent chains of
         dependent loads are in flight; leaves step to themselves, so a finished
         lane simply idles. Outputs are still added in tree order: bit-identical.
         """
@@ -161,75 +182,68 @@ cdef class Forest:
         cdef const int32_t* bounds = &self._cat_bounds[0]
         cdef double total = 0.0
         cdef int t = 0
-        cdef int32_t a, b, c, d
-        while t + 4 <= self.n_trees:
-            a = roots[t]
-            b = roots[t + 1]
-            c = roots[t + 2]
-            d = roots[t + 3]
-            while not (nodes[a].kind & nodes[b].kind & nodes[c].kind & nodes[d].kind & KIND_LEAF):
-                a = _step(nodes, a, xt, bits, bounds)
-                b = _step(nodes, b, xt, bits, bounds)
-                c = _step(nodes, c, xt, bits, bounds)
-                d = _step(nodes, d, xt, bits, bounds)
-            total += nodes[a].value
-            total += nodes[b].value
-            total += nodes[c].value
-            total += nodes[d].value
-            t += 4
+        cdef int k
+        cdef uint8_t done
+        cdef int32_t lane[TREE_LANES]
+        while t + TREE_LANES <= self.n_trees:
+            for k in range(TREE_LANES):
+                lane[k] = roots[t + k]
+            while True:
+                done = KIND_LEAF
+                for k in range(TREE_LANES):
+                    done &= nodes[lane[k]].kind
+                if done:
+                    break
+                for k in range(TREE_LANES):
+                    lane[k] = _step(nodes, lane[k], xt, bits, bounds)
+            for k in range(TREE_LANES):
+                total += nodes[lane[k]].value
+            t += TREE_LANES
         while t < self.n_trees:
-            a = roots[t]
-            while not (nodes[a].kind & KIND_LEAF):
-                a = _step(nodes, a, xt, bits, bounds)
-            total += nodes[a].value
+            k = roots[t]
+            while not (nodes[k].kind & KIND_LEAF):
+                k = _step(nodes, k, xt, bits, bounds)
+            total += nodes[k].value
             t += 1
         return total
 
     cdef void _raw_block(self, const double* xt, int rows, int stride, double* out) noexcept nogil:
-        """Add every tree, in order, to `rows` transformed rows; four rows per tree in lock-step."""
+        """Add every tree, in order, to `rows` transformed rows; ROW_LANES rows per tree in lock-step."""
         cdef const Node* nodes = &self._nodes[0]
         cdef const int32_t* roots = &self._roots[0]
         cdef const uint32_t* bits = &self._cat_bits[0]
         cdef const int32_t* bounds = &self._cat_bounds[0]
-        cdef int t, r
-        cdef int32_t root, a, b, c, d
-        cdef const double* x0
-        cdef const double* x1
-        cdef const double* x2
-        cdef const double* x3
+        cdef int t, r, k
+        cdef int32_t root, a
+        cdef uint8_t done
+        cdef int32_t lane[ROW_LANES]
         for t in range(self.n_trees):
             root = roots[t]
             r = 0
-            while r + 4 <= rows:
-                x0 = xt + r * stride
-                x1 = x0 + stride
-                x2 = x1 + stride
-                x3 = x2 + stride
-                a = root
-                b = root
-                c = root
-                d = root
-                while not (nodes[a].kind & nodes[b].kind & nodes[c].kind & nodes[d].kind & KIND_LEAF):
-                    a = _step(nodes, a, x0, bits, bounds)
-                    b = _step(nodes, b, x1, bits, bounds)
-                    c = _step(nodes, c, x2, bits, bounds)
-                    d = _step(nodes, d, x3, bits, bounds)
-                out[r] += nodes[a].value
-                out[r + 1] += nodes[b].value
-                out[r + 2] += nodes[c].value
-                out[r + 3] += nodes[d].value
-                r += 4
+            while r + ROW_LANES <= rows:
+                for k in range(ROW_LANES):
+                    lane[k] = root
+                while True:
+                    done = KIND_LEAF
+                    for k in range(ROW_LANES):
+                        done &= nodes[lane[k]].kind
+                    if done:
+                        break
+                    for k in range(ROW_LANES):
+                        lane[k] = _step(nodes, lane[k], xt + (r + k) * stride, bits, bounds)
+                for k in range(ROW_LANES):
+                    out[r + k] += nodes[lane[k]].value
+                r += ROW_LANES
             while r < rows:
                 a = root
-                x0 = xt + r * stride
                 while not (nodes[a].kind & KIND_LEAF):
-                    a = _step(nodes, a, x0, bits, bounds)
+                    a = _step(nodes, a, xt + r * stride, bits, bounds)
                 out[r] += nodes[a].value
                 r += 1
 
     cdef int _raw_batch(self, const double* X, Py_ssize_t n_rows, double* out) noexcept nogil:
         """Raw scores of n_rows C-contiguous rows into out; returns -1 if out of memory."""
-        cdef int stride = self.n_features + 1
+        cdef int stride = 2 * self.n_features + 1
         cdef double* xt = <double*>malloc(BLOCK_ROWS * stride * sizeof(double))
         cdef Py_ssize_t start
         cdef int rows, r
@@ -265,7 +279,7 @@ cdef class Forest:
             phi[self.n_features] += self._expected[t]
             if not (self._nodes[self._roots[t]].kind & KIND_LEAF):
                 _tree_shap(&self._nodes[0], &self._counts[0], xt, phi, self._roots[t], 0, path,
-                           1.0, 1.0, -1, &self._cat_bits[0], &self._cat_bounds[0])
+                           1.0, 1.0, -1, &self._cat_bits[0], &self._cat_bounds[0], self.n_features)
 
     # ---- Python entry points ----------------------------------------------------
 
@@ -291,11 +305,11 @@ cdef class Forest:
         """Raw score of one row (1-D float64, NaN for missing)."""
         cdef cnp.ndarray arr = self._row(x)
         cdef const double* row = <const double*>cnp.PyArray_DATA(arr)
-        cdef double stack_buf[STACK_FEATURES + 1]
+        cdef double stack_buf[2 * STACK_FEATURES + 1]
         cdef double* xt = stack_buf
         cdef double raw
         if self.n_features > STACK_FEATURES:
-            xt = <double*>malloc((self.n_features + 1) * sizeof(double))
+            xt = <double*>malloc((2 * self.n_features + 1) * sizeof(double))
             if xt == NULL:
                 raise MemoryError()
         # The GIL is kept: a one-row walk is ~10 us and dropping and retaking the GIL
@@ -339,7 +353,7 @@ cdef class Forest:
         cdef PathElement* path
         if phi.shape[0] != self.n_features + 1:
             raise RowShapeError(f"contribution buffer has {phi.shape[0]} slots; expected {self.n_features + 1}")
-        xt = <double*>malloc((self.n_features + 1) * sizeof(double))
+        xt = <double*>malloc((2 * self.n_features + 1) * sizeof(double))
         # Tree::PredictContrib sizes the path buffer as max_path_len*(max_path_len+1)/2.
         path = <PathElement*>malloc(((depth * (depth + 1)) // 2 + 1) * sizeof(PathElement))
         if xt == NULL or path == NULL:
@@ -412,7 +426,8 @@ cdef double _unwound_path_sum(const PathElement* unique_path, int unique_depth, 
 cdef void _tree_shap(const Node* nodes, const double* counts, const double* xt, double* phi,
                      int32_t node, int unique_depth, PathElement* parent_unique_path,
                      double parent_zero_fraction, double parent_one_fraction,
-                     int parent_feature_index, const uint32_t* bits, const int32_t* bounds) noexcept nogil:
+                     int parent_feature_index, const uint32_t* bits, const int32_t* bounds,
+                     int n_features) noexcept nogil:
     cdef PathElement* unique_path = parent_unique_path + unique_depth
     cdef const Node* n = nodes + node
     cdef int i, path_index
@@ -420,6 +435,7 @@ cdef void _tree_shap(const Node* nodes, const double* counts, const double* xt, 
     cdef double w, hot_zero_fraction, cold_zero_fraction
     cdef double incoming_zero_fraction = 1.0
     cdef double incoming_one_fraction = 1.0
+    cdef int feature
     if unique_depth > 0:
         memcpy(unique_path, parent_unique_path, unique_depth * sizeof(PathElement))
     _extend_path(unique_path, unique_depth, parent_zero_fraction, parent_one_fraction,
@@ -430,6 +446,8 @@ cdef void _tree_shap(const Node* nodes, const double* counts, const double* xt, 
             phi[unique_path[i].feature_index] += (
                 w * (unique_path[i].one_fraction - unique_path[i].zero_fraction) * n.value)
         return
+    # A default-right split reads the feature's second slot (see _transform_row).
+    feature = n.feature if n.feature < n_features else n.feature - n_features - 1
     hot = _step(nodes, node, xt, bits, bounds)
     cold = n.right if hot == node + 1 else node + 1
     w = counts[node]
@@ -438,7 +456,7 @@ cdef void _tree_shap(const Node* nodes, const double* counts, const double* xt, 
     # If this feature was already split on, undo that split so it can be redone here.
     path_index = 0
     while path_index <= unique_depth:
-        if unique_path[path_index].feature_index == n.feature:
+        if unique_path[path_index].feature_index == feature:
             break
         path_index += 1
     if path_index != unique_depth + 1:
@@ -447,7 +465,7 @@ cdef void _tree_shap(const Node* nodes, const double* counts, const double* xt, 
         _unwind_path(unique_path, unique_depth, path_index)
         unique_depth -= 1
     _tree_shap(nodes, counts, xt, phi, hot, unique_depth + 1, unique_path,
-               hot_zero_fraction * incoming_zero_fraction, incoming_one_fraction, n.feature,
-               bits, bounds)
+               hot_zero_fraction * incoming_zero_fraction, incoming_one_fraction, feature,
+               bits, bounds, n_features)
     _tree_shap(nodes, counts, xt, phi, cold, unique_depth + 1, unique_path,
-               cold_zero_fraction * incoming_zero_fraction, 0.0, n.feature, bits, bounds)
+               cold_zero_fraction * incoming_zero_fraction, 0.0, feature, bits, bounds, n_features)

@@ -12,12 +12,16 @@ Layout (one array for the whole forest, trees in model order):
   extra always-NaN slot at the end of the transformed row and their ``right`` points
   to themselves, so a leaf steps to itself under the numerical rule and several trees
   can be walked in lock-step without a per-lane "am I done" branch;
-* a numerical split goes left iff ``x <= threshold``, or ``x`` is NaN and the split is
-  default-left. LightGBM's per-split missing-value rules (None / Zero / NaN) are
-  folded into a per-feature transform of the row (see ``FeatureKind``), which is
-  exact because LightGBM takes the missing type from the feature's bin mapper, so
-  every split on one feature has the same one (checked here; a model breaking that
-  is refused);
+* a numerical split goes left iff ``x <= threshold`` and nothing else: LightGBM's
+  per-split missing-value rules (None / Zero / NaN, default left or right) are folded
+  into a per-feature transform of the row (see ``FeatureKind``). A feature whose
+  missing values can occur gets two slots in the transformed row: slot ``f`` where a
+  missing value reads -inf (``-inf <= t`` holds for every threshold, even -inf) and
+  slot ``F + 1 + f`` where it reads NaN (``NaN <= t`` never holds, even for the +inf
+  thresholds LightGBM writes to split NaN from the rest); a default-left split reads
+  the first, a default-right split the second. This is exact because LightGBM takes
+  the missing type from the feature's bin mapper, so every split on one feature has
+  the same one (checked here; a model breaking that is refused);
 * a categorical split stores the index of its bitset in ``value``.
 """
 
@@ -48,16 +52,16 @@ _CATEGORICAL_MASK: Final = 1
 _DEFAULT_LEFT_MASK: Final = 2
 _MISSING_NONE, _MISSING_ZERO, _MISSING_NAN = 0, 1, 2
 
-# The feature index is a uint16 in the node and one slot is the always-NaN leaf slot.
-MAX_FEATURES: Final = 65535
+# The slot index is a uint16 in the node; a row has 2F+1 slots (see the module docstring).
+MAX_FEATURES: Final = 32767
 
 
 class FeatureKind(IntEnum):
     """How a raw value is transformed before the walk (applied once per row, not per node)."""
 
     NONE = 0  # missing type None: NaN becomes 0.0 (LightGBM NumericalDecision)
-    NAN = 1  # missing type NaN: NaN stays NaN and takes the default direction
-    ZERO = 2  # missing type Zero: 0 and NaN both become NaN and take the default direction
+    NAN = 1  # missing type NaN: NaN takes the default direction
+    ZERO = 2  # missing type Zero: 0 and NaN both take the default direction
     CATEGORICAL = 3  # becomes the category code, or -1 for "always right"
 
 
@@ -132,9 +136,9 @@ def compile_text(text: str, *, source: str = "<string>") -> CompiledModel:
     names = header.get("feature_names", "").split()
     if len(names) != num_features:
         names = [f"Column_{i}" for i in range(num_features)]
-    if num_features >= MAX_FEATURES:
+    if num_features > MAX_FEATURES:
         raise ModelUnsupportedError(
-            f"{source}: {num_features} features; the scorer supports at most {MAX_FEATURES - 1}"
+            f"{source}: {num_features} features; the scorer supports at most {MAX_FEATURES}"
         )
     objective, transform, sigmoid = _objective(header.get("objective", ""), source)
     trees = [_parse_tree(block, index, source) for index, block in tree_blocks]
@@ -328,12 +332,19 @@ def _lay_out(
                     f"and as {kind.name} in tree {t_index}; the scorer needs one missing-value type "
                     "per feature (LightGBM's own training always produces that)"
                 )
-            value = float(cat_base + int(tree.threshold[node])) if categorical else tree.threshold[node]
+            default_left = bool(dtype & _DEFAULT_LEFT_MASK)
+            slot = feature
+            if categorical:
+                value = float(cat_base + int(tree.threshold[node]))
+            else:
+                value = tree.threshold[node]
+                if kind in (FeatureKind.NAN, FeatureKind.ZERO) and not default_left:
+                    slot = num_features + 1 + feature
             nodes[me] = (
                 value,
                 -1,
-                feature,
-                1 if dtype & _DEFAULT_LEFT_MASK else 0,
+                slot,
+                1 if default_left else 0,
                 KIND_CATEGORICAL if categorical else 0,
             )
             counts[me] = tree.internal_count[node]
