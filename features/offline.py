@@ -94,14 +94,17 @@ def build(cdrs: pa.Table, subscribers: pa.Table) -> F64:
     cdrs = _normalise(cdrs, CDR_SCHEMA, _CDR_REQUIRED, "cdr")
     subscribers = _normalise(subscribers, SUBSCRIBER_SCHEMA, _SUB_REQUIRED, "subscriber")
     n = cdrs.num_rows
-    out = np.full((n, len(FEATURE_NAMES)), np.nan)
+    out = np.empty((n, len(FEATURE_NAMES)))
     if n == 0:
         return out
     calls = _Calls.from_table(cdrs)
     cols = _features(calls, subscribers)
-    row_pos = calls.row_position
+    # Gather each column into input row order, then transpose once: writing the
+    # row-major result column by column would touch a cache line per value.
+    by_column = np.empty((len(FEATURE_NAMES), n))
     for name, values in cols.items():
-        out[:, INDEX[name]] = values[row_pos]
+        np.take(values, calls.row_position, out=by_column[INDEX[name]])
+    out[:] = by_column.T
     return out
 
 
@@ -173,62 +176,53 @@ class _Keys:
         return group * self.span + rel
 
 
-class _Grouped:
-    """Points (group, time) sorted by composite key, answering per-group window counts."""
-
-    def __init__(self, keys: _Keys, group: I64, time: I64) -> None:
-        self.keys = keys
-        self.sorted = np.sort(keys.key(group, time))
-
-    def before(self, group: I64, time: I64) -> I64:
-        """Points of ``group`` with time < ``time`` (times are clipped to the key range)."""
-        return np.searchsorted(self.sorted, self.keys.key(group, time), "left") - np.searchsorted(
-            self.sorted, group * self.keys.span, "left"
-        )
-
-    def between(self, group: I64, lo: I64, hi: I64) -> I64:
-        """Points of ``group`` with lo <= time < hi."""
-        k = self.keys
-        return np.searchsorted(self.sorted, k.key(group, hi), "left") - np.searchsorted(
-            self.sorted, k.key(group, lo), "left"
-        )
-
-
-def _distinct(keys: _Keys, t: I64, group: I64, value: I64, windows: dict[str, int]) -> tuple[dict[str, I64], dict[str, B]]:
+def _distinct(
+    keys: _Keys, t: I64, group: I64, value: I64, count_windows: dict[str, int], own_windows: dict[str, int],
+    group_order: I64 | None = None,
+) -> tuple[dict[str, I64], dict[str, B]]:
     """Per call: distinct ``value`` of its ``group`` in [t-W, t), and whether its own value is among them.
 
-    Calls with a missing value (code -1) are no points and get 0 / False.
+    Calls with a missing value (code -1) are no points and get 0 / False. Every binary
+    search runs with its queries in key order, so it walks the sorted keys forward
+    instead of jumping around memory. ``group_order`` is ``argsort(group, kind="stable")``
+    when the caller already has it.
     """
-    present = value >= 0
-    idx = np.flatnonzero(present)
+    m = len(t)
+    idx = np.flatnonzero(value >= 0)
     g, v, tt = group[idx], value[idx], t[idx]
     n_values = int(v.max()) + 1 if len(v) else 1
-    pair = g * n_values + v
-    order = np.argsort(pair, kind="stable")  # input is time-sorted: pair, then time
-    sp = pair[order]
-    st = tt[order]
+    order = np.argsort(g * n_values + v, kind="stable")  # input is time-sorted: pair, then time
+    sp = (g * n_values + v)[order]
+    st, sg = tt[order], g[order]
     new_pair = np.ones(len(sp), np.bool_)
     new_pair[1:] = sp[1:] != sp[:-1]
     nxt = np.full(len(sp), _INF, np.int64)
     same = ~new_pair[1:]
     nxt[:-1][same] = st[1:][same]
-    pair_id = np.cumsum(new_pair) - 1
-    by_pair = _Grouped(keys, pair_id, st)
-    sg = g[order]
-    firsts = _Grouped(keys, sg[new_pair], st[new_pair])
-    all_points = _Grouped(keys, sg, st)
+
     counts: dict[str, I64] = {}
+    if count_windows:
+        firsts = np.sort(keys.key(sg[new_pair], st[new_pair]))
+        all_points = np.sort(keys.key(sg, st))
+        q_order = np.argsort(group, kind="stable") if group_order is None else group_order
+        qg, qt = group[q_order], t[q_order]
+        seen = np.searchsorted(firsts, keys.key(qg, qt)) - np.searchsorted(firsts, qg * keys.span)
+        for name, w in count_windows.items():
+            expired = np.sort(keys.key(sg, np.maximum(st, nxt - w)))
+            q_lo = keys.key(qg, qt - w)
+            # all_points and expired hold the same points per group, so their group starts cancel.
+            c = seen - np.searchsorted(all_points, q_lo) + np.searchsorted(expired, q_lo)
+            counts[name] = np.empty(m, np.int64)
+            counts[name][q_order] = c
+
     own: dict[str, B] = {}
-    pair_of_call = np.empty(len(idx), np.int64)
-    pair_of_call[order] = pair_id
-    for name, w in windows.items():
-        last_useful = np.maximum(st, np.where(nxt >= _INF, _INF, nxt - w))
-        expired = _Grouped(keys, sg, last_useful)
-        lo = t - w
-        c = firsts.before(group, t) - all_points.before(group, lo) + expired.before(group, lo)
-        counts[name] = c
-        inside = np.zeros(len(t), np.bool_)
-        inside[idx] = by_pair.between(pair_of_call, lo[idx], t[idx]) > 0
+    pair_id = np.cumsum(new_pair) - 1
+    by_pair = keys.key(pair_id, st)  # already sorted: pair, then time
+    hi = np.searchsorted(by_pair, by_pair)
+    for name, w in own_windows.items():
+        lo = np.searchsorted(by_pair, keys.key(pair_id, st - w))
+        inside = np.zeros(m, np.bool_)
+        inside[idx[order]] = hi > lo
         own[name] = inside
     return counts, own
 
@@ -262,7 +256,7 @@ def _features(calls: _Calls, subscribers: pa.Table) -> dict[str, F64]:
     cum_ans = np.concatenate([[0], np.cumsum(answered)])
     cum_short = np.concatenate([[0], np.cumsum(dur < SHORT_CALL_S)])
     cum_ans_dur = np.concatenate([[0.0], np.cumsum(np.where(answered, dur, 0.0))])
-    callees, _ = _distinct(keys, t, a, b, WINDOWS_MS)
+    callees, called_before = _distinct(keys, t, a, b, WINDOWS_MS, {"history": HISTORY_MS}, order)
     back = np.empty(m, np.int64)
     back[order] = np.arange(m)
     calls_24h = None
@@ -286,11 +280,12 @@ def _features(calls: _Calls, subscribers: pa.Table) -> dict[str, F64]:
                 )
 
     # reciprocity over HISTORY_MS
-    history = {"history": HISTORY_MS}
-    _, called_before = _distinct(keys, t, a, b, history)
     cols["first_contact"] = (~called_before["history"]).astype(np.float64)
     cols["callee_called_caller_before"] = _reverse_contact(keys, t, a, b, n_numbers).astype(np.float64)
-    inbound = _Grouped(keys, b, t).between(a, t - DAY_MS, t)
+    received = np.sort(keys.key(b, t))
+    inbound = (
+        np.searchsorted(received, keys.key(as_, ts)) - np.searchsorted(received, keys.key(as_, ts - DAY_MS))
+    )[back]
     cols["inbound_calls_24h"] = inbound.astype(np.float64)
     if calls_24h is None:  # pragma: no cover - WINDOWS_MS always has 24h
         raise FeatureTableError("definitions: WINDOWS_MS lacks the 24h window")
@@ -300,11 +295,11 @@ def _features(calls: _Calls, subscribers: pa.Table) -> dict[str, F64]:
     day = {"24h": DAY_MS}
     has_imei = calls.imei >= 0
     has_cell = calls.cell >= 0
-    per_imei, own_a = _distinct(keys, t, np.where(has_imei, calls.imei, 0), np.where(has_imei, a, -1), day)
+    per_imei, own_a = _distinct(keys, t, np.where(has_imei, calls.imei, 0), np.where(has_imei, a, -1), day, day)
     cols["numbers_per_imei_24h"] = np.where(has_imei, per_imei["24h"] + ~own_a["24h"], np.nan)
-    per_number, own_imei = _distinct(keys, t, a, calls.imei, day)
+    per_number, own_imei = _distinct(keys, t, a, calls.imei, day, day, order)
     cols["imeis_per_number_24h"] = np.where(has_imei, per_number["24h"] + ~own_imei["24h"], np.nan)
-    cells, own_cell = _distinct(keys, t, a, calls.cell, day)
+    cells, own_cell = _distinct(keys, t, a, calls.cell, day, day, order)
     cols["distinct_cells_24h"] = np.where(has_cell, cells["24h"] + ~own_cell["24h"], np.nan)
 
     # time
@@ -324,13 +319,18 @@ def _reverse_contact(keys: _Keys, t: I64, a: I64, b: I64, n_numbers: int) -> B:
     sp = pair[order]
     new_pair = np.ones(len(sp), np.bool_)
     new_pair[1:] = sp[1:] != sp[:-1]
-    pair_id = np.cumsum(new_pair) - 1
-    by_pair = _Grouped(keys, pair_id, t[order])
+    by_pair = keys.key(np.cumsum(new_pair) - 1, t[order])
     unique_pairs = sp[new_pair]
     reverse = b * n_numbers + a
-    slot = np.minimum(np.searchsorted(unique_pairs, reverse), len(unique_pairs) - 1)
-    exists = unique_pairs[slot] == reverse
-    return exists & (by_pair.between(np.where(exists, slot, 0), t - HISTORY_MS, t) > 0)
+    r_order = np.argsort(reverse, kind="stable")
+    rs, rt = reverse[r_order], t[r_order]
+    slot = np.minimum(np.searchsorted(unique_pairs, rs), len(unique_pairs) - 1)
+    exists = unique_pairs[slot] == rs
+    slot = np.where(exists, slot, 0)
+    hits = np.searchsorted(by_pair, keys.key(slot, rt)) - np.searchsorted(by_pair, keys.key(slot, rt - HISTORY_MS))
+    out = np.empty(len(t), np.bool_)
+    out[r_order] = exists & (hits > 0)
+    return out
 
 
 def _identity(calls: _Calls, subscribers: pa.Table) -> dict[str, F64]:
