@@ -51,6 +51,12 @@ _STATUS: Final[dict[type[BaseException], int]] = {
     errors.StoreMissingError: 503,
     StoreUnavailableError: 503,
 }
+from features import errors as feature_errors  # noqa: E402
+
+for _name in ("StoreListKindError", "StoreRecordError"):
+    _cls = getattr(feature_errors, _name, None)
+    if isinstance(_cls, type) and issubclass(_cls, BaseException):
+        _STATUS[_cls] = 422
 for _name, _status in _MODEL_STATUS.items():
     _cls = getattr(model_errors, _name, None)
     if isinstance(_cls, type) and issubclass(_cls, BaseException):
