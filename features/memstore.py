@@ -84,7 +84,9 @@ def _before(relation: dict[str, tuple[int, int]] | None, member: str, t: int) ->
     if relation is None:
         return _NEVER
     last, prev = relation.get(member, (_NEVER, _NEVER))
-    return last if last < t else prev
+    if last < t:
+        return last
+    return prev if prev < t else _NEVER
 
 
 class InMemoryStore:
