@@ -1,0 +1,67 @@
+"""Reason codes: the features that pushed one call's score up the most, as stable codes.
+
+The mapping from feature name to ``(CODE, short text)`` lives with the feature
+definitions (``features.definitions.REASON_CODES``); this module only ranks.
+
+>>> import numpy as np
+>>> codes = {"distinct_callees_1h": ("HIGH_DISTINCT_CALLEES_1H", "many distinct callees in the last hour"),
+...          "sim_age_days": ("NEW_SIM", "SIM activated recently")}
+>>> phi = np.array([1.5, 0.25, -0.5])  # two features, then the bias
+>>> [r.code for r in top_reasons(phi, ["distinct_callees_1h", "sim_age_days"], np.array([42.0, 3.0]), codes)]
+['HIGH_DISTINCT_CALLEES_1H', 'NEW_SIM']
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from features.contracts import Reason
+
+ReasonCodes = Mapping[str, tuple[str, str]]
+
+
+def top_reasons(
+    contributions: npt.NDArray[np.float64],
+    feature_names: Sequence[str],
+    values: npt.NDArray[np.float64],
+    codes: ReasonCodes,
+    *,
+    limit: int = 3,
+) -> list[Reason]:
+    """The features with the largest positive contributions (towards fraud), most first.
+
+    ``contributions`` is ``Scorer.contributions(x)`` (one per feature, then the bias,
+    which is never a reason). Features without a code are skipped, so an unmapped
+    feature never produces an unstable code; ties keep feature order, so the result
+    is deterministic. Each reason's detail gives the short text, the feature value
+    ("missing" for NaN) and the contribution in raw-score units.
+    """
+    n = len(feature_names)
+    if contributions.shape != (n + 1,) or values.shape != (n,):
+        raise ValueError(
+            f"contributions {contributions.shape} and values {values.shape} do not match "
+            f"{n} feature names; expected ({n + 1},) and ({n},)"
+        )
+    # Stable sort on the negated contribution: largest first, ties in feature order.
+    order = np.argsort(-contributions[:n], kind="stable")
+    reasons: list[Reason] = []
+    for j in order:
+        phi = float(contributions[j])
+        if phi <= 0.0 or len(reasons) == limit:
+            break
+        mapped = codes.get(feature_names[j])
+        if mapped is None:
+            continue
+        code, text = mapped
+        reasons.append(Reason(code=code, detail=f"{text} (value {_show(float(values[j]))}, +{phi:.3f})"))
+    return reasons
+
+
+def _show(value: float) -> str:
+    if math.isnan(value):
+        return "missing"
+    return f"{value:.6g}"
