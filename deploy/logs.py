@@ -62,8 +62,14 @@ class RedactingFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = redact(record.stack_info, self.hasher)
         for key, value in list(vars(record).items()):
-            if key not in _STANDARD_ATTRS and isinstance(value, str):
-                setattr(record, key, redact(value, self.hasher))
+            if key in _STANDARD_ATTRS or key.startswith("_") or value is None or isinstance(value, bool):
+                continue
+            # Numbers are redacted too (an int msisdn is still a phone number); containers
+            # are written as their redacted repr.
+            text = value if isinstance(value, str) else repr(value)
+            redacted = redact(text, self.hasher)
+            if isinstance(value, str) or redacted != text or not isinstance(value, (int, float)):
+                setattr(record, key, redacted)
         record._callscreen_redacted = True
         return True
 
