@@ -38,9 +38,9 @@ local function touch(key, member, old, t, retain, ttl)
   local changed = false
   if t > last then last, prev, changed = t, last, true
   elseif t < last and t > prev then prev, changed = t, true end
-  if changed then redis.call("HSET", key, member, struct.pack(">I6I6", last, prev)) end
+  local added = changed and redis.call("HSET", key, member, struct.pack(">I6I6", last, prev)) == 1
   -- trimming bounds memory only (retention > window + lateness): see features/retention.py
-  if redis.call("HLEN", key) % 256 == 0 then
+  if added and redis.call("HLEN", key) % 256 == 0 then
     local all = redis.call("HGETALL", key)
     local newest = 0
     for j = 2, #all, 2 do local l = unpack6(all[j], 1); if l > newest then newest = l end end

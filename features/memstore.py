@@ -68,12 +68,13 @@ def _touch(relation: dict[str, tuple[int, int]], member: str, t: int, retain: in
     Trimming only bounds memory; the retention exceeds every window by the lateness
     allowance, so when it runs changes no result.
     """
+    added = member not in relation
     last, prev = relation.get(member, (_NEVER, _NEVER))
     if t > last:
         relation[member] = (t, last)
     elif last > t > prev:
         relation[member] = (last, t)
-    if len(relation) % 256 == 0:
+    if added and len(relation) % 256 == 0:
         cut = max(v[0] for v in relation.values()) - retain
         for m in [m for m, v in relation.items() if v[0] < cut]:
             del relation[m]
