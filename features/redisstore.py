@@ -242,7 +242,7 @@ class RedisStore:
             newest_out, newest_in, contacts, held, *listed = pipe.execute()
             last = int(max([s for _, s in newest_out + newest_in], default=-1))
             lo, hi = last - DAY_MS, f"({last + 1}"
-            day = self._r.zrangebyscore(p + "o:" + number, lo, hi) if last >= 0 else []
+            day: list[bytes] = self._r.zrangebyscore(p + "o:" + number, lo, hi) if last >= 0 else []  # type: ignore[assignment]
             inbound = self._r.zcount(p + "i:" + number, lo, hi) if last >= 0 else 0
         except _UNAVAILABLE as exc:
             raise StoreUnavailableError(f"feature store: Redis unavailable ({type(exc).__name__})") from exc
@@ -250,7 +250,7 @@ class RedisStore:
             "as_of_ms": last if last >= 0 else None,
             "calls_24h": len(day),
             "distinct_callees_24h": len({m[27:] for m in day}),
-            "answered_24h": sum(m[6] & 1 for m in day),
+            "answered_24h": sum(int(m[6]) & 1 for m in day),
             "inbound_calls_24h": int(inbound),
             "contacts_30d": sum(1 for v in contacts.values() if int.from_bytes(v[:6], "big") >= last - HISTORY_MS),
             "in_registry": bool(held),
