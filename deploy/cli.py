@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "deploy.engine_cli",
     "deploy.training_cli",
     "deploy.keys_cli",
+    "deploy.models_cli",
 )
 
 
