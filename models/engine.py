@@ -186,7 +186,7 @@ class Engine:
             chunk = [self._pending.cdrs[i] for i in range(min(2000, len(self._pending.cdrs)))]
             try:
                 self.store.process(chunk)
-            except StoreUnavailableError:
+            except Exception:  # noqa: BLE001 - still down (or failing): keep the queue, retry later
                 self._breaker.failed(now)
                 return applied
             for _ in chunk:
@@ -281,7 +281,9 @@ class Engine:
                     return None, None, policy.DEGRADED_STORE_UNAVAILABLE
             try:
                 features, contexts = self.store.process(cdrs) if apply else self.store.screen(cdrs)
-            except StoreUnavailableError as exc:
+            except Exception as exc:  # noqa: BLE001 - any store failure fails open (e.g. Redis BUSY)
+                if not isinstance(exc, StoreUnavailableError):
+                    log.exception("feature store failed unexpectedly; failing open")
                 log.warning("feature store unavailable (%s); failing open for %.1f s", exc, self._breaker.retry_interval_s)
                 self._breaker.failed(time.monotonic())
                 if apply:
