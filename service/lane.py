@@ -85,14 +85,17 @@ class Breaker:
 class Lane:
     """Hands engine calls to one worker thread; answers by a deadline or raises LaneOverloadedError."""
 
-    def __init__(self, runner: Runner, *, breaker: Breaker) -> None:
+    def __init__(self, runner: Runner, *, breaker: Breaker, threaded: bool = True) -> None:
         self._runner = runner
         self.breaker = breaker
+        self.threaded = threaded
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._pending: list[_Item] = []
+        self._flush_scheduled = False
 
     def start(self) -> None:
-        if self._thread is None:
+        if self.threaded and self._thread is None:
             self._thread = threading.Thread(target=self._run, name="engine-lane", daemon=True)
             self._thread.start()
 
@@ -108,7 +111,15 @@ class Lane:
             raise LaneOverloadedError("breaker open")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._queue.put(_Item(kind, cdrs, future, loop, time.monotonic() + timeout_s))
+        item = _Item(kind, cdrs, future, loop, time.monotonic() + timeout_s)
+        if self.threaded:
+            self._queue.put(item)
+        else:
+            self._pending.append(item)
+            if not self._flush_scheduled:
+                # After the other ready handlers of this loop turn: their calls merge in.
+                self._flush_scheduled = True
+                loop.call_soon(self._flush)
         # A timer that resolves the future with a sentinel: cheaper than asyncio.wait_for
         # (no wrapper task, no cancellation) and it fires on the loop whatever the lane does.
         timer = loop.call_later(timeout_s, _expire, future)
@@ -123,6 +134,25 @@ class Lane:
             raise result
         decisions: list[Decision] = result
         return decisions
+
+    # -- inline mode: merged calls run in the event loop ---------------------------------
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        items, self._pending = self._pending, []
+        start = 0
+        while start < len(items):
+            kind = items[start].kind
+            end = start
+            size = 0
+            while end < len(items) and items[end].kind == kind and size + len(items[end].cdrs) <= MAX_MERGE:
+                size += len(items[end].cdrs)
+                end += 1
+            end = max(end, start + 1)
+            group = items[start:end]
+            start = end
+            results = self._results(kind, group)
+            _deliver(group, results)
 
     # -- the worker thread -------------------------------------------------------------
 
@@ -155,6 +185,14 @@ class Lane:
                 self._serve(first.kind, live)
 
     def _serve(self, kind: Kind, items: list[_Item]) -> None:
+        results = self._results(kind, items)
+        loop = items[0].loop
+        try:
+            loop.call_soon_threadsafe(_deliver, items, results)
+        except RuntimeError:  # loop closed during shutdown
+            pass
+
+    def _results(self, kind: Kind, items: list[_Item]) -> list[Any]:
         cdrs: list[Cdr] = []
         for it in items:
             cdrs.extend(it.cdrs)
@@ -170,11 +208,7 @@ class Lane:
             if not isinstance(exc, LaneOverloadedError):
                 log.warning("engine %s failed: %s", kind, type(exc).__name__)
             results = [exc] * len(items)
-        loop = items[0].loop
-        try:
-            loop.call_soon_threadsafe(_deliver, items, results)
-        except RuntimeError:  # loop closed during shutdown
-            pass
+        return results
 
 
 _EXPIRED: Final = object()

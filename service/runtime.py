@@ -53,6 +53,8 @@ class ServiceConfig:
     """Per-role rate limits."""
     shadow: bool = False
     """Score the registry's `challenger` alongside the champion; its decisions are logged and counted, never returned."""
+    lane_threaded: bool = True
+    """Run the engine in its own thread (the loop never waits on Redis) or inline in the event loop."""
     watch_interval_s: float = 1.0
     """How often the registry's aliases file is checked for a new champion."""
 
@@ -75,7 +77,9 @@ class Runtime:
         self.store = store
         self.engine = engine
         self.registry = registry
-        self.lane = Lane(self._run, breaker=Breaker(cooldown_s=config.breaker_cooldown_s))
+        self.lane = Lane(
+            self._run, breaker=Breaker(cooldown_s=config.breaker_cooldown_s), threaded=config.lane_threaded
+        )
         self.deadline_s = config.deadline_ms / 1000.0
         self.started = time.monotonic()
         self.watcher: ModelWatcher | None = None
