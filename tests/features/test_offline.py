@@ -128,3 +128,24 @@ def test_read_parquet_folder_and_jsonl(tmp_path: Path) -> None:
     for c_path, s_path in (("cdrs", "subscribers.parquet"), ("cdrs.jsonl", "subscribers.jsonl")):
         got = build(read_cdrs(tmp_path / c_path), read_subscribers(tmp_path / s_path))
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9, equal_nan=True)
+
+
+_DIGITS = st.text(alphabet="0123456789", min_size=0, max_size=16)
+
+
+@settings(max_examples=300, deadline=None)
+@given(numbers=st.lists(
+    st.one_of(
+        st.builds(lambda p, d: p + d, st.sampled_from(["+7", "+77", "+770", "+7747", "+771", "+76", "+79", "+1", "+0", ""]),
+                  _DIGITS),
+        st.sampled_from(["112", "101", "1040", "7", "+", "+77011234567\n", "+7701١234567"]),
+        st.text(max_size=14),
+    ),
+    max_size=40,
+))
+def test_vectorised_classification_equals_classify(numbers: list[str]) -> None:
+    from features.numbering import classify
+    from features.offline import classify_numbers
+
+    got = classify_numbers(pa.array(numbers, pa.string())).tolist()
+    assert got == [int(classify(x)) for x in numbers]
