@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -154,6 +155,9 @@ class Simulation:
 
         out.mkdir(parents=True, exist_ok=True)
         (out / "labels").mkdir(exist_ok=True)
+        # A rewritten world invalidates features built from the previous one.
+        shutil.rmtree(out / "features", ignore_errors=True)
+        shutil.rmtree(out / "cdrs", ignore_errors=True)
         subs = self.subscriber_table()
         pq.write_table(subs, out / "subscribers.parquet")
         if jsonl:

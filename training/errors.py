@@ -1,0 +1,9 @@
+"""Domain errors of the training package; one line each."""
+
+
+class DatasetLabelError(ValueError):
+    """A world's labels are missing or do not cover its CDRs."""
+
+
+class TrainingDataError(ValueError):
+    """The training data cannot produce a model (no fraud in a split, too few days...)."""
