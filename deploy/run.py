@@ -33,17 +33,12 @@ def _settings(component: str) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from service.app import ServiceConfig, create_app
+    from deploy import api
 
     s = _settings("api")
-    app = create_app(ServiceConfig(redis_url=s.redis_url, deadline_ms=s.deadline_ms))
     host = args.host or s.api_host
     port = s.api_port if args.port is None else args.port
-    # log_config=None: uvicorn's loggers propagate to our JSON-lines handlers (and their redaction).
-    config = uvicorn.Config(app, host=host, port=port, log_config=None, timeout_graceful_shutdown=5)
-    uvicorn.Server(config).run()
+    api.run(s, host, port)
     return 0
 
 

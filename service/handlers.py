@@ -26,15 +26,13 @@ log = logging.getLogger(__name__)
 # with this module: a missing name simply maps nothing.
 _MODEL_STATUS: Final[dict[str, int]] = {
     "ModelNotFoundError": 404,
-    "ModelVersionNotFoundError": 404,
-    "ModelAliasNotFoundError": 404,
-    "RegistryVersionNotFoundError": 404,
     "ModelDigestMismatchError": 409,
     "ModelFeatureMismatchError": 409,
     "ModelFormatError": 409,
     "ModelUnsupportedError": 409,
-    "RegistryRollbackError": 409,
-    "ModelRollbackError": 409,
+    "ModelAliasError": 409,
+    "ModelVersionTakenError": 409,
+    "ModelCardError": 409,
 }
 
 _STATUS: Final[dict[type[BaseException], int]] = {
