@@ -248,3 +248,50 @@ def stop(pid: int, create_time: float, timeout: float = 10.0) -> bool:
     if child is not None:
         child.wait(5)
     return True
+
+
+def stop_all(processes: Sequence[tuple[int, float]], timeout: float = 10.0) -> list[int]:
+    """:func:`stop` for several processes at once (SIGTERM to all, one shared wait); returns the PIDs stopped."""
+    procs = []
+    for pid, create_time in processes:
+        if alive(pid, create_time):
+            try:
+                proc = psutil.Process(pid)
+                proc.terminate()
+                procs.append(proc)
+            except psutil.NoSuchProcess:
+                pass
+    still_running = _wait_gone(procs, timeout)
+    for proc in still_running:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    _wait_gone(still_running, 5)
+    for proc in procs:
+        child = _CHILDREN.pop(proc.pid, None)
+        if child is not None:
+            child.wait(5)
+    return [proc.pid for proc in procs]
+
+
+def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait until each process has exited; a zombie counts as exited (its reaper may be slow).
+
+    Returns the ones still running at the deadline.
+    """
+    deadline = time.monotonic() + timeout
+    running = procs
+    while running:
+        running = [p for p in running if _still_running(p)]
+        if not running or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    return running
+
+
+def _still_running(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False

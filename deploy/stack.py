@@ -29,7 +29,7 @@ from deploy.settings import Settings
 log = logging.getLogger(__name__)
 
 STACK_FILE = "stack.json"
-# Stop order: consumers of a dependency before the dependency.
+# Stop order: consumers of a dependency before the dependency (see _stop_recorded).
 STOP_ORDER = ("worker", "api", "kafka", "redis")
 
 
@@ -91,11 +91,16 @@ def _all_alive(record: dict[str, Any]) -> bool:
 
 
 def _stop_recorded(record: dict[str, Any]) -> None:
-    from deploy.binaries import stop
+    """The API and the worker together first, then the services they use."""
+    from deploy.binaries import stop_all
 
-    for proc in _started(record):
-        if stop(proc["pid"], proc["create_time"]):
-            _say(f"stopped {proc['name']} (pid {proc['pid']})")
+    procs: dict[str, dict[str, Any]] = record.get("processes", {})
+    for group in (("worker", "api"), ("kafka", "redis")):
+        members = [procs[name] for name in group if name in procs]
+        stopped = set(stop_all([(p["pid"], p["create_time"]) for p in members]))
+        for p in members:
+            if p["pid"] in stopped:
+                _say(f"stopped {p['name']} (pid {p['pid']})")
 
 
 # -- up -----------------------------------------------------------------------------------
