@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "deploy.training_cli",
     "deploy.keys_cli",
     "deploy.models_cli",
+    "deploy.store_cli",
 )
 
 

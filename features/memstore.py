@@ -214,6 +214,20 @@ class InMemoryStore:
                 del self._owners[owner]
         return True
 
+    def operator_code(self, operator: str) -> int:
+        return self._op_code(operator)
+
+    def upsert_packed(self, records: list[tuple[str, bytes, bytes]]) -> int:
+        """Bulk path of ``features.registry_load``: (bucket, field, packed record) triples."""
+        for b, f, packed in records:
+            msisdn = f"{b}{f[0]:02d}"
+            self._drop(msisdn)
+            self._subs[msisdn] = packed
+            owner = unpack(packed).owner
+            if owner is not None:
+                self._owners[owner] = self._owners.get(owner, 0) + 1
+        return len(records)
+
     def delete_subscriber(self, msisdn: str) -> bool:
         return self._drop(msisdn)
 

@@ -7,11 +7,13 @@ local P, op = ARGV[1], ARGV[2]
 local band, byte, sub = bit.band, string.byte, string.sub
 local step = op == "u" and 3 or 2
 
+-- owner deltas are summed over the call and applied once per owner at the end
+local deltas, owners = {}, {}
 local function owner(rec, delta)
   if band(byte(rec, 1), 64) == 0 then return end
-  local key, field = P .. "own:" .. sub(rec, -8, -7), sub(rec, -6)
-  local n = redis.call("HINCRBY", key, field, delta)
-  if n <= 0 then redis.call("HDEL", key, field) end
+  local o = sub(rec, -8)
+  if not deltas[o] then deltas[o] = 0; owners[#owners + 1] = o end
+  deltas[o] = deltas[o] + delta
 end
 
 local done = 0
@@ -30,6 +32,13 @@ for i = 3, #ARGV, step do
     owner(old, -1)
     redis.call("HDEL", key, field)
     done = done + 1
+  end
+end
+for _, o in ipairs(owners) do
+  local d = deltas[o]
+  if d ~= 0 then
+    local key, field = P .. "own:" .. sub(o, 1, 2), sub(o, 3)
+    if redis.call("HINCRBY", key, field, d) <= 0 then redis.call("HDEL", key, field) end
   end
 end
 return done

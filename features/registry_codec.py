@@ -48,7 +48,14 @@ def epoch_ms(t: dt.datetime) -> int:
 
     >>> epoch_ms(dt.datetime(2026, 11, 20, 8, 15, 30, 250000, tzinfo=dt.timezone.utc))
     1795162530250
+    >>> epoch_ms(dt.datetime(1969, 12, 31, 23, 59, 59, 999500, tzinfo=dt.timezone.utc))
+    -1
     """
+    s = t.timestamp()
+    if 0 <= s < 2**32:
+        # the whole seconds of a float timestamp are exact in 1970-2106 (a double resolves
+        # 2^-20 s there, finer than the 1 us a datetime holds); the microseconds are exact.
+        return int(s) * 1000 + t.microsecond // 1000
     return (t - EPOCH) // ONE_MS
 
 
