@@ -462,6 +462,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)  # its INFO lines drown the worker's
     config = WorkerConfig(
         bootstrap=args.bootstrap,
         redis_url=args.redis_url,
