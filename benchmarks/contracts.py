@@ -184,7 +184,7 @@ def check_agreement(records: list[bytes]) -> tuple[int, int]:
     """All candidates accept the same records with the same fields; returns (valid, invalid)."""
     valid = invalid = 0
     for data in records:
-        outcomes = {}
+        outcomes: dict[str, dict[str, Any] | None] = {}
         for name, fn in CANDIDATES.items():
             try:
                 outcomes[name] = _fields(fn(data))
