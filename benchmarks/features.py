@@ -80,7 +80,7 @@ def synthetic(n_calls: int, seed: int) -> tuple[pa.Table, pa.Table]:
         "verified_at": pa.array(T0_MS - rng.integers(0, 10**11, len(idx)), pa.timestamp("ms", tz="UTC")),
         "sim_activated_at": pa.array(T0_MS - rng.integers(0, 10**11, len(idx)), pa.timestamp("ms", tz="UTC")),
         "subscriber_type": pa.array(rng.choice(["individual", "corporate"], len(idx), p=[.9, .1])),
-        "roaming_country": pa.array(np.where(rng.random(len(idx)) < 0.03, "TR", None), pa.string()),
+        "roaming_country": pa.array(["TR" if r < 0.03 else None for r in rng.random(len(idx))], pa.string()),
         "owner_ref": pa.array([f"o{x}" for x in rng.integers(0, len(idx) // 2 + 1, len(idx))], pa.string()),
     }, schema=SUBSCRIBER_SCHEMA)
     return table, subs

@@ -40,7 +40,6 @@ from features.definitions import (
     FEATURE_NAMES,
     HISTORY_MS,
     HOUR_MS,
-    INDEX,
     INGRESS_CODES,
     LOCAL_UTC_OFFSET_MS,
     SHORT_CALL_S,
@@ -83,6 +82,7 @@ _CDR_REQUIRED: Final = ("call_id", "operator", "start_time", "a_number", "b_numb
 _SUB_REQUIRED: Final = ("msisdn", "biometric_status", "sim_activated_at")
 _DAYS_PER_EPOCH_WEEKDAY: Final = 3  # 1970-01-01 was a Thursday (Monday = 0)
 _INF: Final = np.iinfo(np.int64).max // 4
+_BLOCK_ROWS: Final = 8192
 
 
 def build(cdrs: pa.Table, subscribers: pa.Table) -> F64:
@@ -99,12 +99,12 @@ def build(cdrs: pa.Table, subscribers: pa.Table) -> F64:
         return out
     calls = _Calls.from_table(cdrs)
     cols = _features(calls, subscribers)
-    # Gather each column into input row order, then transpose once: writing the
-    # row-major result column by column would touch a cache line per value.
-    by_column = np.empty((len(FEATURE_NAMES), n))
-    for name, values in cols.items():
-        np.take(values, calls.row_position, out=by_column[INDEX[name]])
-    out[:] = by_column.T
+    # Gather and transpose in blocks of rows that fit in cache: writing the row-major
+    # result column by column would touch a cache line per value.
+    by_column = np.stack([cols[name] for name in FEATURE_NAMES])
+    for start in range(0, n, _BLOCK_ROWS):
+        rows = calls.row_position[start:start + _BLOCK_ROWS]
+        out[start:start + _BLOCK_ROWS] = by_column[:, rows].T
     return out
 
 
@@ -172,9 +172,13 @@ class _Keys:
                 "fix: build features in smaller date ranges"
             )
 
-    def key(self, group: I64, time: I64) -> I64:
-        rel = np.minimum(time - self.base, self.span - 1)
-        return group * self.span + rel
+    def key(self, group: I64, time: I64, *, clip: bool = False) -> I64:
+        """Composite keys; ``clip`` folds "never" (times past the last call) into the group's last key."""
+        rel = time - self.base
+        if clip:
+            rel = np.minimum(rel, self.span - 1)
+        out: I64 = group * self.span + rel
+        return out
 
 
 def _distinct(
@@ -209,7 +213,7 @@ def _distinct(
         qg, qt = group[q_order], t[q_order]
         seen = np.searchsorted(firsts, keys.key(qg, qt)) - np.searchsorted(firsts, qg * keys.span)
         for name, w in count_windows.items():
-            expired = np.sort(keys.key(sg, np.maximum(st, nxt - w)))
+            expired = np.sort(keys.key(sg, np.maximum(st, nxt - w), clip=True))
             q_lo = keys.key(qg, qt - w)
             # all_points and expired hold the same points per group, so their group starts cancel.
             c = seen - np.searchsorted(all_points, q_lo) + np.searchsorted(expired, q_lo)

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from typing import Literal
 
 from features.contracts import Cdr, Subscriber
 from features.definitions import HISTORY_MS, WINDOWS_MS
 
+Status = Literal["verified", "pending", "failed", "unverified"]
 _BASE = dt.datetime(2026, 11, 20, 3, 0, tzinfo=dt.UTC)
-_STATUSES = ("verified", "pending", "failed", "unverified")
+_STATUSES: tuple[Status, ...] = ("verified", "pending", "failed", "unverified")
 
 
 def _number_pool(rng: random.Random, size: int) -> list[str]:
     prefixes = ["+7701", "+7705", "+7747", "+7777", "+7727", "+7717", "+7916", "+7600", "+90532", "+4930"]
-    pool = set()
+    pool: set[str] = set()
     while len(pool) < size:
         p = rng.choice(prefixes)
         pool.add(p + "".join(rng.choice("0123456789") for _ in range(12 - len(p))))
