@@ -168,26 +168,34 @@ class RedisStore:
         return code
 
     def upsert_subscribers(self, subscribers: Iterable[Subscriber]) -> int:
-        total = 0
-        args: list[bytes | str] = [self._pb, b"u"]
+        records = []
         for sub in subscribers:
             owner = None if sub.owner_ref is None else self._owner_hash(sub.owner_ref)
             b, f = bucket(sub.msisdn)
-            args += (b, f, pack(sub, self._op_code(sub.operator), owner))
-            if len(args) >= 2 + 3 * UPSERT_CHUNK:
-                total += int(self._eval(self._registry, args[:]))
-                del args[2:]
-        if len(args) > 2:
-            total += int(self._eval(self._registry, args))
-        return total
+            records.append((b, f, pack(sub, self._op_code(sub.operator), owner)))
+        return self.upsert_packed(records)
 
     def upsert_packed(self, records: Sequence[tuple[str, bytes, bytes]]) -> int:
-        """Bulk path for loaders: (bucket, field, packed record) triples, already validated."""
+        """Bulk path for loaders: (bucket, field, packed record) triples, already validated.
+
+        Records are grouped by bucket (a stable sort: a later record for a number still wins)
+        so that one HMGET and one HSET serve a whole bucket; callers that pass large, sorted
+        chunks get the most out of it."""
+        ordered = sorted(records, key=lambda r: r[0])
         total = 0
-        for k in range(0, len(records), UPSERT_CHUNK):
+        k = 0
+        while k < len(ordered):
             args: list[bytes | str] = [self._pb, b"u"]
-            for rec in records[k : k + UPSERT_CHUNK]:
-                args += rec
+            end = min(k + UPSERT_CHUNK, len(ordered))
+            while k < end:
+                b = ordered[k][0]
+                j = k
+                while j < len(ordered) and ordered[j][0] == b:
+                    j += 1
+                args += (b, str(j - k))
+                for _, f, v in ordered[k:j]:
+                    args += (f, v)
+                k = j
             total += int(self._eval(self._registry, args))
         return total
 
@@ -196,7 +204,7 @@ class RedisStore:
 
     def delete_subscriber(self, msisdn: str) -> bool:
         b, f = bucket(msisdn)
-        return bool(self._eval(self._registry, [self._pb, b"d", b, f]))
+        return bool(self._eval(self._registry, [self._pb, b"d", b, b"1", f]))
 
     def get_subscriber(self, msisdn: str) -> Subscriber | None:
         b, f = bucket(msisdn)

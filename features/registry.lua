@@ -1,11 +1,14 @@
 -- Subscriber registry writes, with the owner counts kept in step (a later record replaces
 -- the earlier one: the old record's owner loses a number, the new one's gains one).
--- ARGV[1] prefix, ARGV[2] "u" (upsert) or "d" (delete), then per record:
---   upsert: bucket, field, packed record      delete: bucket, field
+-- ARGV[1] prefix, ARGV[2] "u" (upsert) or "d" (delete), then per bucket:
+--   bucket, n, then n times (field, packed record) for "u", or n fields for "d".
+-- Records of one bucket are read with one HMGET and written with one HSET; a field that
+-- occurs twice in a group is applied in order (the later record wins).
 -- Returns how many records were written (upsert) or existed (delete).
 local P, op = ARGV[1], ARGV[2]
 local band, byte, sub = bit.band, string.byte, string.sub
-local step = op == "u" and 3 or 2
+local upsert = op == "u"
+local step = upsert and 2 or 1
 
 -- owner deltas are summed over the call and applied once per owner at the end
 local deltas, owners = {}, {}
@@ -17,22 +20,38 @@ local function owner(rec, delta)
 end
 
 local done = 0
-for i = 3, #ARGV, step do
-  local key, field = P .. "sub:" .. ARGV[i], ARGV[i + 1]
-  local old = redis.call("HGET", key, field)
-  if op == "u" then
-    local new = ARGV[i + 2]
-    if old ~= new then
-      if old then owner(old, -1) end
-      redis.call("HSET", key, field, new)
-      owner(new, 1)
+local i = 3
+while i <= #ARGV do
+  local key, n = P .. "sub:" .. ARGV[i], tonumber(ARGV[i + 1])
+  local first = i + 2
+  local fields = {}
+  for k = 0, n - 1 do fields[k + 1] = ARGV[first + k * step] end
+  local olds = redis.call("HMGET", key, unpack(fields))
+  local current, writes, gone = {}, {}, {}
+  for k = 1, n do
+    local f = fields[k]
+    local old = current[f]
+    if old == nil then old = olds[k] end
+    if upsert then
+      local new = ARGV[first + (k - 1) * 2 + 1]
+      if old ~= new then
+        if old then owner(old, -1) end
+        owner(new, 1)
+        writes[#writes + 1] = f
+        writes[#writes + 1] = new
+      end
+      current[f] = new
+      done = done + 1
+    elseif old then
+      owner(old, -1)
+      gone[#gone + 1] = f
+      current[f] = false
+      done = done + 1
     end
-    done = done + 1
-  elseif old then
-    owner(old, -1)
-    redis.call("HDEL", key, field)
-    done = done + 1
   end
+  if #writes > 0 then redis.call("HSET", key, unpack(writes)) end
+  if #gone > 0 then redis.call("HDEL", key, unpack(gone)) end
+  i = first + n * step
 end
 for _, o in ipairs(owners) do
   local d = deltas[o]
