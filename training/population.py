@@ -229,7 +229,8 @@ def build(world: World, rng: np.random.Generator) -> Population:
 
 
 def world_group_rows(world: World, entity: np.ndarray) -> np.ndarray:
-    return np.concatenate(world.group)[entity]
+    groups: np.ndarray = np.concatenate(world.group)[entity]
+    return groups
 
 
 def day_calls(world: World, pop: Population, day: int, rng: np.random.Generator) -> C.Calls:

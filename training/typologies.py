@@ -148,7 +148,9 @@ def _bursts(world: World, day: int, k: int, rng: np.random.Generator, profile: n
 def day_calls(world: World, pop: Population, fr: Fraud, day: int, rng: np.random.Generator) -> C.Calls:
     s = world.params.shift
     parts: list[C.Calls] = []
-    elderly_b = lambda b: world.group_of[b] == G["elderly"]  # noqa: E731
+
+    def elderly_b(b: np.ndarray) -> np.ndarray:
+        return np.asarray(world.group_of[b] == G["elderly"])
 
     # vishing
     for slots, active in zip(fr.farm_sims, fr.farm_active):
