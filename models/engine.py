@@ -39,10 +39,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from features.contracts import Cdr, Decision, Reason
-from features.definitions import FEATURE_NAMES
+from features.definitions import FEATURE_NAMES, REASON_CODES
 from features.errors import StoreUnavailableError
 from models import policy
 from models.policy import Verdict
+from models.reasons import top_reasons
 
 if TYPE_CHECKING:
     from features.store import CallContext, FeatureStore
@@ -321,28 +322,16 @@ class Engine:
         return out
 
     def _explain(self, verdicts: list[Verdict], features: np.ndarray, model: LoadedModel) -> list[Verdict]:
-        explain = _reason_ranker()
-        if explain is None:
-            return verdicts
         for i, v in enumerate(verdicts):
             if v.source == "model" and v.action != "allow":
                 try:
                     contrib = model.scorer.contributions(features[i])
-                    found = tuple(explain(contrib, top=self.top_reasons))
+                    found = top_reasons(contrib, FEATURE_NAMES, features[i], REASON_CODES, limit=self.top_reasons)
                 except Exception:  # reasons are an explanation, never a reason to fail the call
                     log.exception("reason codes failed for one row; decision kept without them")
                     continue
-                verdicts[i] = Verdict(v.action, found, v.source)
+                verdicts[i] = Verdict(v.action, tuple(found), v.source)
         return verdicts
-
-
-def _reason_ranker() -> Callable[..., Sequence[Reason]] | None:
-    try:
-        from models import reasons
-    except ImportError:  # the reasons module ships separately; decisions stand without it
-        return None
-    ranker: Callable[..., Sequence[Reason]] | None = getattr(reasons, "rank", None)
-    return ranker
 
 
 def _clip(score: float) -> float:

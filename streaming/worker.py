@@ -458,6 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--topic-feed", default="fraud-feed")
     p.add_argument("--metrics-port", type=int, default=0)
     p.add_argument("--max-batch", type=int, default=2000)
+    p.add_argument("--session-timeout-ms", type=int, default=6000)
     p.add_argument("--feed-key", help="feed HMAC key (development/test only; production uses the settings)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
@@ -475,6 +476,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         topic_feed=args.topic_feed,
         metrics_port=args.metrics_port,
         max_batch=args.max_batch,
+        session_timeout_ms=args.session_timeout_ms,
         feed_hash_key=args.feed_key.encode() if args.feed_key else None,
     )
     Worker(config).run_until_signalled()

@@ -85,6 +85,7 @@ def test_one_decision_per_call_with_deterministic_ids(model: Loaded) -> None:
     assert decisions[0].decided_at == dt.datetime.fromtimestamp(1_800_000_000.0, dt.UTC)
     # the model learned "more than 20 earlier calls is fraud": early calls pass, late ones are blocked
     assert decisions[0].action == "allow" and decisions[29].action == "block"
+    assert decisions[0].reasons == [] and decisions[29].reasons[0].code == "HIGH_CALL_RATE_1H"
     assert all(not d.degraded and d.model_version == "v1" and 0 <= d.score <= 1 for d in decisions)
     # a redelivered batch gets the same ids and applies nothing twice
     again = engine.process(batch)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -59,3 +60,15 @@ def model_text(seed: int = 7) -> str:
 
 def loaded(version: str = "v1", per_operator: dict[str, tuple[float, float]] | None = None) -> Loaded:
     return Loaded(Card(version, Thresholds(0.5, 0.9, per_operator or {})), Scorer.from_string(model_text()))
+
+
+def register(root: Path, version: str = "tiny-1") -> str:
+    """Register the tiny model in a real ``models.registry.Registry`` at ``root`` as champion."""
+    from features.definitions import FEATURE_VERSION
+    from models import registry
+
+    reg = registry.Registry(root)
+    reg.register(model_text(), feature_names=FEATURE_NAMES, feature_version=FEATURE_VERSION,
+                 thresholds=registry.Thresholds(0.5, 0.9), data_range={}, metrics={}, params={}, version=version)
+    reg.promote(version)
+    return version

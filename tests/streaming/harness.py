@@ -127,14 +127,15 @@ class WorkerProcess:
     """One ``python -m streaming.worker`` child in its own session."""
 
     def __init__(self, bootstrap: str, redis_url: str, topics: Topics, group: str, log: Path,
-                 max_batch: int = 200) -> None:
+                 registry_dir: Path, max_batch: int = 200) -> None:
         self.log = log
         self._out = open(log, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streaming.worker", "--bootstrap", bootstrap, "--redis-url", redis_url,
              "--group", group, "--topic-cdr", topics.cdr, "--topic-decisions", topics.decisions,
              "--topic-dlq", topics.dlq, "--topic-feed", topics.feed, "--max-batch", str(max_batch),
-             "--feed-key", "tests-only-feed-key-0123456789abcdef"],
+             "--feed-key", "tests-only-feed-key-0123456789abcdef", "--registry-dir", str(registry_dir),
+             "--session-timeout-ms", "3000"],
             cwd=REPO, stdin=subprocess.DEVNULL, stdout=self._out, stderr=subprocess.STDOUT,
             start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from deploy import binaries, topics
+from tests.models.tiny_model import register
 from tests.streaming.harness import (
     T0,
     Tail,
@@ -40,9 +41,10 @@ AFTER = T0 + dt.timedelta(hours=3)  # probe time: after every call of the stream
 def spawn(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     """Start worker processes; any still running at the end of the test is killed."""
     started: list[WorkerProcess] = []
+    register(tmp_path / "models")
 
     def make(bootstrap: str, redis_url: str, t: Topics, group: str) -> WorkerProcess:
-        w = WorkerProcess(bootstrap, redis_url, t, group, tmp_path / f"worker{len(started)}.log")
+        w = WorkerProcess(bootstrap, redis_url, t, group, tmp_path / f"worker{len(started)}.log", tmp_path / "models")
         started.append(w)
         return w
 
@@ -139,6 +141,10 @@ def test_malformed_records_go_to_the_dlq_and_the_worker_never_restarts(
         assert int(h["x-origin-offset"]) >= 0 and int(h["x-origin-partition"]) in range(3)
         assert b"87011234567" not in h["x-error"]  # numbers are masked in the error
     assert_exactly_once(kafka_bootstrap, t, good, redis_url)
+    # the model blocked the busiest callers; each such number reached the feed once per day, pseudonymised
+    feed = [json.loads(r.value) for r in read_all(kafka_bootstrap, t.feed)]
+    assert feed and all(len(e["number"]) == 64 and e["status"] == "suspected" for e in feed)
+    assert len({(e["number"], e["confidence"] >= 90) for e in feed}) == len(feed)
 
 
 def test_two_then_three_workers_one_killed(
@@ -235,6 +241,8 @@ def test_redis_paused_for_10_s_fails_open_then_converges(
         records = [json.loads(r.value) for r in read_all(kafka_bootstrap, t.decisions, expect=3000)]
         degraded = [d for d in records if d["degraded"] and d["reasons"][-1]["code"] == "DEGRADED_STORE_UNAVAILABLE"]
         assert len(degraded) >= 500 and all(d["action"] == "allow" for d in degraded)
+        before = [d for d in records if int(d["call_id"][1:]) < 1000]  # decided before the pause
+        assert all(not d["degraded"] and d["model_version"] == "tiny-1" for d in before)
         assert_exactly_once(kafka_bootstrap, t, values, server.url)
     finally:
         binaries.stop(server.pid, server.create_time)
