@@ -24,6 +24,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = s.add_parser("load", help="bulk-load subscriber/1 records from .jsonl or Parquet; prints records/s")
     p.add_argument("file", type=Path, help="a .jsonl file, or a Parquet file or dataset folder")
     p.set_defaults(func=_load)
+    p = s.add_parser("follow", help="apply the subscriber-status topic to the registry until Ctrl-C")
+    p.add_argument("--group", default="callscreen-registry", help="consumer group (default callscreen-registry)")
+    p.set_defaults(func=_follow)
     for name, fn, text in (("get", _get, "print a number's registry record as JSON"),
                            ("delete", _delete, "remove a number from the registry")):
         p = s.add_parser(name, help=text)
@@ -129,6 +132,28 @@ def _load(args: argparse.Namespace) -> int:
     n = load(store, args.file, OwnerHasher())
     elapsed = time.perf_counter() - t0
     sys.stdout.write(f"loaded {n} subscriber records in {elapsed:.2f} s ({n / max(elapsed, 1e-9):,.0f} records/s)\n")
+    return 0
+
+
+@_guard
+def _follow(args: argparse.Namespace) -> int:
+    import signal
+
+    from deploy import settings
+    from streaming.registry_follower import RegistryFollower, RegistryFollowerConfig
+
+    s = settings.load(default_env="development")
+    if not s.kafka_bootstrap:
+        return _fail("CALLSCREEN_KAFKA_BOOTSTRAP is not set (run `callscreen up` or point it at Kafka)")
+    follower = RegistryFollower(
+        RegistryFollowerConfig(s.kafka_bootstrap, topic=s.topic_subscriber_status, group_id=args.group),
+        _store(_ADMIN_TIMEOUT_S),
+    )
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: follower.stop())
+    follower.run()
+    c = follower.counts
+    sys.stdout.write(f"upserted {c.upserted}, deleted {c.deleted}, rejected {c.rejected}\n")
     return 0
 
 
