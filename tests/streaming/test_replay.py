@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import msgspec
+import pytest
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -71,3 +72,28 @@ def test_allowlist_from_csv_wins(tmp_path: Path) -> None:
     assert result.actions.get("block", 0) == 0
     robo = [json.loads(x) for x in out.getvalue().splitlines() if int(json.loads(x)["call_id"][1:]) % 3 == 0]
     assert {r["reasons"][0]["code"] for r in robo} == {"ALLOWLISTED"}
+
+
+def test_replay_command_with_the_registry_champion(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from deploy.cli import main
+    from tests.models.tiny_model import register
+
+    _, jsonl, parquet, allow = world(tmp_path)
+    subs = tmp_path / "subscribers.jsonl"
+    subs.write_text(json.dumps({"msisdn": "+77010000001", "operator": "kcell", "biometric_status": "verified",
+                                "sim_activated_at": "2020-01-01T00:00:00Z"}) + "\n")
+    register(tmp_path / "models")
+    monkeypatch.setenv("CALLSCREEN_REGISTRY_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("CALLSCREEN_STATE_DIR", str(tmp_path / "state"))
+    out = tmp_path / "decisions.jsonl"
+    assert main(["replay", "--cdrs", str(parquet), "--subscribers", str(subs), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "model tiny-1" in printed and "replayed 300 CDRs" in printed and "block=" in printed
+    lines = out.read_bytes().splitlines()
+    assert len(lines) == 300 and all(json.loads(x)["model_version"] == "tiny-1" for x in lines)
+    # an unknown model version is a clear error, not a traceback
+    assert main(["replay", "--cdrs", str(jsonl), "--subscribers", str(subs), "--out", str(out),
+                 "--model", "nope"]) == 2
+    assert "not loadable" in capsys.readouterr().err
