@@ -1,6 +1,7 @@
 """Offline feature builder throughput on a seeded synthetic stream, in CDRs per second per core.
 
-    .venv/bin/python benchmarks/features.py --calls 2000000
+    .venv/bin/python -m benchmarks.features --calls 1000000
+    .venv/bin/python -m benchmarks.features --world WORLD --days 10   # a `callscreen simulate` world
 
 The stream is generated with numpy (seeded): a national-scale-looking week of calls
 with Zipf-distributed callers (a few numbers make many calls), a callee set per
@@ -26,7 +27,7 @@ import pyarrow.compute as pc
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from features.contracts import Cdr, Subscriber  # noqa: E402
-from features.offline import CDR_SCHEMA, SUBSCRIBER_SCHEMA, build  # noqa: E402
+from features.offline import CDR_SCHEMA, SUBSCRIBER_SCHEMA, build, read_cdrs, read_subscribers  # noqa: E402
 from tests.features.oracle import oracle_features  # noqa: E402
 
 T0_MS = int(dt.datetime(2026, 11, 16, tzinfo=dt.UTC).timestamp() * 1000)
@@ -86,6 +87,12 @@ def synthetic(n_calls: int, seed: int) -> tuple[pa.Table, pa.Table]:
     return table, subs
 
 
+def world(path: Path, days: int) -> tuple[pa.Table, pa.Table]:
+    parts = sorted((path / "cdrs").glob("day=*"))[:days]
+    cdrs = pa.concat_tables([read_cdrs(p) for p in parts])
+    return cdrs, read_subscribers(path / "subscribers.parquet")
+
+
 def check(cdrs: pa.Table, subs: pa.Table, n: int) -> float:
     """Max |builder - oracle| over the first ``n`` calls in time (a valid sub-history)."""
     head = cdrs.sort_by("start_time").slice(0, n)
@@ -104,12 +111,19 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--check", type=int, default=1500, help="calls compared with the oracle")
+    parser.add_argument("--world", type=Path, help="time a simulated world (interface B) instead")
+    parser.add_argument("--days", type=int, default=10, help="with --world: the first DAYS day partitions")
     args = parser.parse_args()
     pa.set_cpu_count(1)
     pa.set_io_thread_count(1)
-    cdrs, subs = synthetic(args.calls, args.seed)
-    print(f"stream: {cdrs.num_rows:,} CDR rows ({args.calls:,} calls + 1% duplicates), "
-          f"{subs.num_rows:,} subscribers, seed {args.seed}")
+    if args.world is not None:
+        cdrs, subs = world(args.world, args.days)
+        print(f"world {args.world}: {cdrs.num_rows:,} CDR rows from the first {args.days} days, "
+              f"{subs.num_rows:,} subscribers")
+    else:
+        cdrs, subs = synthetic(args.calls, args.seed)
+        print(f"stream: {cdrs.num_rows:,} CDR rows ({args.calls:,} calls + 1% duplicates), "
+              f"{subs.num_rows:,} subscribers, seed {args.seed}")
     best = float("inf")
     for _ in range(args.repeat):
         start = time.process_time()

@@ -101,10 +101,14 @@ def build(cdrs: pa.Table, subscribers: pa.Table) -> F64:
     cols = _features(calls, subscribers)
     # Gather and transpose in blocks of rows that fit in cache: writing the row-major
     # result column by column would touch a cache line per value.
-    by_column = np.stack([cols[name] for name in FEATURE_NAMES])
+    ordered = [cols[name] for name in FEATURE_NAMES]
+    block = np.empty((len(FEATURE_NAMES), _BLOCK_ROWS))
     for start in range(0, n, _BLOCK_ROWS):
         rows = calls.row_position[start:start + _BLOCK_ROWS]
-        out[start:start + _BLOCK_ROWS] = by_column[:, rows].T
+        k = len(rows)
+        for j, values in enumerate(ordered):
+            np.take(values, rows, out=block[j, :k])
+        out[start:start + k] = block[:, :k].T
     return out
 
 
@@ -174,10 +178,12 @@ class _Keys:
 
     def key(self, group: I64, time: I64, *, clip: bool = False) -> I64:
         """Composite keys; ``clip`` folds "never" (times past the last call) into the group's last key."""
-        rel = time - self.base
+        out: I64 = group * self.span
         if clip:
-            rel = np.minimum(rel, self.span - 1)
-        out: I64 = group * self.span + rel
+            out += np.minimum(time - self.base, self.span - 1)
+        else:  # in place: these arrays are large, and memory traffic is the builder's cost
+            out += time
+            out -= self.base
         return out
 
 
