@@ -56,7 +56,9 @@ def _replay(args: argparse.Namespace) -> int:
     except Exception as exc:  # unknown version, digest or feature mismatch: say which and stop
         return _fail(f"model {args.model!r} not loadable from the registry at {s.models_dir}: {exc}")
 
-    store: object
+    from features.store import FeatureStore
+
+    store: FeatureStore
     if args.redis:
         if not s.redis_url:
             return _fail("--redis needs CALLSCREEN_REDIS_URL (or run `callscreen up`)")
@@ -77,12 +79,12 @@ def _replay(args: argparse.Namespace) -> int:
     cdrs = replay.load_cdrs(args.cdrs)
     subs = replay.load_subscribers(args.subscribers)
     allow = replay.load_allowlist(args.allowlist) if args.allowlist else []
-    replay.prepare(store, subs.records, allow)  # type: ignore[arg-type]
+    replay.prepare(store, subs.records, allow)
     load_s = time.perf_counter() - t0
     for what, loaded in (("CDR", cdrs), ("subscriber", subs)):
         if loaded.invalid:
             sys.stderr.write(f"skipped {loaded.invalid} invalid {what} records; first: {loaded.first_error}\n")
-    engine = Engine(store, model)  # type: ignore[arg-type]
+    engine = Engine(store, model)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "wb") as out:
         result = replay.replay(engine, cdrs.records, out, batch=args.batch)
