@@ -10,6 +10,7 @@ exact. The key layout is specified in the README ("Feature store key layout").
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import struct
 from collections.abc import Iterable, Sequence
@@ -37,6 +38,8 @@ _UNAVAILABLE: Final = (RedisConnectionError, RedisTimeoutError, BusyLoadingError
 _ENTRY_DECODER: Final = msgspec.json.Decoder(ListEntry)
 _NO_DURATION: Final = struct.pack(">d", 0.0)
 _ZERO6: Final = bytes(6)
+_PACK_D: Final = struct.Struct(">d").pack
+_LEN: Final = [bytes((k,)) for k in range(256)]
 UPSERT_CHUNK: Final = 1000  # records per script call: ~1-3 ms of Redis time, short enough not to stall screening
 
 
@@ -44,6 +47,12 @@ def _h6(value: str) -> bytes:
     """48-bit digest used for call keys, IMEIs and cells inside one caller's or device's state:
     collisions there are ~n^2/2^49, negligible for the hundreds of values one key holds."""
     return hashlib.blake2b(value.encode(), digest_size=6).digest()
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _h6_cached(value: str) -> bytes:
+    """``_h6`` for IMEIs and cells, which repeat from call to call (call keys never do)."""
+    return _h6(value)
 
 
 def _script(name: str) -> str:
@@ -103,7 +112,8 @@ class RedisStore:
         order = np.argsort(t, kind="stable")
         args = self._head.copy()
         args[1] = b"1" if apply else b"0"
-        pack_d = struct.Struct(">d").pack
+        pack_d = _PACK_D
+        ts = t.tolist()
         for i in order.tolist():
             c = cdrs[i]
             a = c.a_number.encode()
@@ -111,13 +121,13 @@ class RedisStore:
             imei = cell = _ZERO6
             if c.a_imei is not None:
                 flags |= 2
-                imei = _h6(c.a_imei)
+                imei = _h6_cached(c.a_imei)
             if c.a_cell_id is not None:
                 flags |= 4
-                cell = _h6(c.a_cell_id)
+                cell = _h6_cached(c.a_cell_id)
             args.append(b"".join((
-                pack_d(float(t[i])), bytes((len(a),)), a,
-                _h6(c.operator + "\x00" + c.call_id), bytes((flags,)),
+                pack_d(ts[i]), _LEN[len(a)], a,
+                _h6(c.operator + "\x00" + c.call_id), _LEN[flags],
                 _NO_DURATION if c.duration_s is None else pack_d(c.duration_s),
                 imei, cell, c.b_number.encode(),
             )))
