@@ -7,16 +7,11 @@ by time, and "calls of group g with time in [lo, hi)" is the difference of two
 ``searchsorted`` results. ``BASE`` lies ``HISTORY_MS`` before the first call, so a
 window's lower edge never leaves its group's key range.
 
-Distinct counts over a window (distinct callees, IMEIs, cells, numbers per IMEI) use,
-for every call j of a (group, value) pair, the time ``next_j`` of the pair's next call
-(+inf if none). The distinct values of group g in ``[L, t)`` with ``L = t - W`` are the
-pairs whose last call before ``t`` lies at or after ``L``:
-
-    distinct = #{first calls of pairs with t_j < t}
-             - #{j : t_j < L} + #{j : max(t_j, next_j - W) < L}
-
-because a call j with ``t_j < L`` and ``next_j < t`` is exactly one with
-``max(t_j, next_j - W) < L``. All three terms are one-dimensional counts per group.
+Distinct counts over a window (distinct callees, IMEIs and cells per number, numbers per
+IMEI) and "was this value seen in the window" (first contact, own IMEI/cell already seen)
+come from one compiled kernel, ``features/_window.pyx``: a two-pointer sweep over calls
+sorted by (group, time) keeping a count per value, O(n) per window. The sort-and-search
+form of the same counts took about 60 % of the build time.
 
 Rows of the result are aligned with the input rows. A call delivered more than once
 (same ``operator`` + ``call_id``) counts once in every history; its first delivery in
@@ -47,6 +42,7 @@ from features.definitions import (
     Biometric,
     Ingress,
 )
+from features._window import distinct_in_window
 from features.errors import FeatureTableError
 from features.numbering import E164_BODY, EMERGENCY_CODES, SHORT_CODE_BODY, NumberClass
 
@@ -81,7 +77,6 @@ SUBSCRIBER_SCHEMA: Final = pa.schema([
 _CDR_REQUIRED: Final = ("call_id", "operator", "start_time", "a_number", "b_number", "ingress")
 _SUB_REQUIRED: Final = ("msisdn", "biometric_status", "sim_activated_at")
 _DAYS_PER_EPOCH_WEEKDAY: Final = 3  # 1970-01-01 was a Thursday (Monday = 0)
-_INF: Final = np.iinfo(np.int64).max // 4
 _BLOCK_ROWS: Final = 8192
 
 
@@ -176,66 +171,19 @@ class _Keys:
                 "fix: build features in smaller date ranges"
             )
 
-    def key(self, group: I64, time: I64, *, clip: bool = False) -> I64:
-        """Composite keys; ``clip`` folds "never" (times past the last call) into the group's last key."""
+    def key(self, group: I64, time: I64) -> I64:
         out: I64 = group * self.span
-        if clip:
-            out += np.minimum(time - self.base, self.span - 1)
-        else:  # in place: these arrays are large, and memory traffic is the builder's cost
-            out += time
-            out -= self.base
+        out += time  # in place: these arrays are large, and memory traffic is the builder's cost
+        out -= self.base
         return out
 
 
-def _distinct(
-    keys: _Keys, t: I64, group: I64, value: I64, count_windows: dict[str, int], own_windows: dict[str, int],
-    group_order: I64 | None = None,
-) -> tuple[dict[str, I64], dict[str, B]]:
-    """Per call: distinct ``value`` of its ``group`` in [t-W, t), and whether its own value is among them.
-
-    Calls with a missing value (code -1) are no points and get 0 / False. Every binary
-    search runs with its queries in key order, so it walks the sorted keys forward
-    instead of jumping around memory. ``group_order`` orders the calls by (group, time)
-    when the caller already has it.
-    """
-    m = len(t)
-    idx = np.flatnonzero(value >= 0)
-    g, v, tt = group[idx], value[idx], t[idx]
-    n_values = int(v.max()) + 1 if len(v) else 1
-    order = _pair_order(g * n_values + v)
-    sp = (g * n_values + v)[order]
-    st, sg = tt[order], g[order]
-    new_pair = np.ones(len(sp), np.bool_)
-    new_pair[1:] = sp[1:] != sp[:-1]
-    nxt = np.full(len(sp), _INF, np.int64)
-    same = ~new_pair[1:]
-    nxt[:-1][same] = st[1:][same]
-
-    counts: dict[str, I64] = {}
-    if count_windows:
-        firsts = np.sort(keys.key(sg[new_pair], st[new_pair]))
-        all_points = np.sort(keys.key(sg, st))
-        q_order = np.argsort(keys.key(group, t)) if group_order is None else group_order
-        qg, qt = group[q_order], t[q_order]
-        seen = np.searchsorted(firsts, keys.key(qg, qt)) - np.searchsorted(firsts, qg * keys.span)
-        for name, w in count_windows.items():
-            expired = np.sort(keys.key(sg, np.maximum(st, nxt - w), clip=True))
-            q_lo = keys.key(qg, qt - w)
-            # all_points and expired hold the same points per group, so their group starts cancel.
-            c = seen - np.searchsorted(all_points, q_lo) + np.searchsorted(expired, q_lo)
-            counts[name] = np.empty(m, np.int64)
-            counts[name][q_order] = c
-
-    own: dict[str, B] = {}
-    pair_id = np.cumsum(new_pair) - 1
-    by_pair = keys.key(pair_id, st)  # already sorted: pair, then time
-    hi = np.searchsorted(by_pair, by_pair)
-    for name, w in own_windows.items():
-        lo = np.searchsorted(by_pair, keys.key(pair_id, st - w))
-        inside = np.zeros(m, np.bool_)
-        inside[idx[order]] = hi > lo
-        own[name] = inside
-    return counts, own
+def _sweep(sorted_group: I64, sorted_time: I64, sorted_value: I64, back: I64, width: int) -> tuple[I64, B]:
+    """Per call (in original order): distinct values of its group in [t - width, t), and whether its own
+    value is among them. Inputs are sorted by (group, time); ``back`` maps a call to its sorted position."""
+    n_values = int(sorted_value.max()) + 1 if len(sorted_value) else 1
+    distinct, own = distinct_in_window(sorted_group, sorted_time, sorted_value, width, n_values)
+    return distinct[back], own[back]
 
 
 def _features(calls: _Calls, subscribers: pa.Table) -> dict[str, F64]:
@@ -267,15 +215,15 @@ def _features(calls: _Calls, subscribers: pa.Table) -> dict[str, F64]:
     cum_ans = np.concatenate([[0], np.cumsum(answered)])
     cum_short = np.concatenate([[0], np.cumsum(dur < SHORT_CALL_S)])
     cum_ans_dur = np.concatenate([[0.0], np.cumsum(np.where(answered, dur, 0.0))])
-    callees, called_before = _distinct(keys, t, a, b, WINDOWS_MS, {"history": HISTORY_MS}, order)
     back = np.empty(m, np.int64)
     back[order] = np.arange(m)
+    bs = b[order]
     calls_24h = None
     for w, width in WINDOWS_MS.items():
         lo = np.searchsorted(ka, keys.key(as_, ts - width), "left")
         n_calls = (hi - lo)[back]
         cols[f"calls_{w}"] = n_calls.astype(np.float64)
-        cols[f"distinct_callees_{w}"] = callees[w].astype(np.float64)
+        cols[f"distinct_callees_{w}"] = _sweep(as_, ts, bs, back, width)[0].astype(np.float64)
         if w == "24h":
             calls_24h = n_calls
         if w in ("1h", "24h"):
@@ -291,7 +239,8 @@ def _features(calls: _Calls, subscribers: pa.Table) -> dict[str, F64]:
                 )
 
     # reciprocity over HISTORY_MS
-    cols["first_contact"] = (~called_before["history"]).astype(np.float64)
+    called_before = _sweep(as_, ts, bs, back, HISTORY_MS)[1]
+    cols["first_contact"] = (~called_before).astype(np.float64)
     cols["callee_called_caller_before"] = _reverse_contact(keys, t, a, b, n_numbers).astype(np.float64)
     received = np.sort(keys.key(b, t))
     inbound = (
@@ -303,15 +252,19 @@ def _features(calls: _Calls, subscribers: pa.Table) -> dict[str, F64]:
     cols["inbound_outbound_ratio_24h"] = inbound / (calls_24h + 1.0)
 
     # device and mobility
-    day = {"24h": DAY_MS}
     has_imei = calls.imei >= 0
     has_cell = calls.cell >= 0
-    per_imei, own_a = _distinct(keys, t, np.where(has_imei, calls.imei, 0), np.where(has_imei, a, -1), day, day)
-    cols["numbers_per_imei_24h"] = np.where(has_imei, per_imei["24h"] + ~own_a["24h"], np.nan)
-    per_number, own_imei = _distinct(keys, t, a, calls.imei, day, day, order)
-    cols["imeis_per_number_24h"] = np.where(has_imei, per_number["24h"] + ~own_imei["24h"], np.nan)
-    cells, own_cell = _distinct(keys, t, a, calls.cell, day, day, order)
-    cols["distinct_cells_24h"] = np.where(has_cell, cells["24h"] + ~own_cell["24h"], np.nan)
+    imei_s, cell_s = calls.imei[order], calls.cell[order]
+    per_number, own_imei = _sweep(as_, ts, imei_s, back, DAY_MS)
+    cols["imeis_per_number_24h"] = np.where(has_imei, per_number + ~own_imei, np.nan)
+    cells, own_cell = _sweep(as_, ts, cell_s, back, DAY_MS)
+    cols["distinct_cells_24h"] = np.where(has_cell, cells + ~own_cell, np.nan)
+    # Calls without an IMEI form group -1 among themselves; their value is NaN anyway.
+    by_imei = np.argsort(keys.key(calls.imei + 1, t))
+    back_imei = np.empty(m, np.int64)
+    back_imei[by_imei] = np.arange(m)
+    per_imei, own_a = _sweep(calls.imei[by_imei], t[by_imei], a[by_imei], back_imei, DAY_MS)
+    cols["numbers_per_imei_24h"] = np.where(has_imei, per_imei + ~own_a, np.nan)
 
     # time
     local = t + LOCAL_UTC_OFFSET_MS
