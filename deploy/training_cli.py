@@ -49,6 +49,8 @@ def register_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     tr.add_argument("--negative-rate", type=float, default=0.1, help="share of legitimate training calls kept")
     tr.add_argument("--block-fpr", type=float, default=0.0001, help="target FPR of the block threshold (0.01%%)")
     tr.add_argument("--warn-fpr", type=float, default=0.001, help="target FPR of warn-or-block (0.1%%)")
+    tr.add_argument("--fpr-margin", type=float, default=0.6,
+                    help="thresholds are set at margin x target FPR on validation, to hold on new data")
     tr.add_argument("--max-rounds", type=int, default=400, help="boosting rounds at most (early stopping ends sooner)")
     tr.add_argument("--version", help="version name (default: m-<time>-<digest>)")
     tr.add_argument("--promote", action="store_true",
@@ -80,7 +82,8 @@ def _train(args: argparse.Namespace) -> int:
     from training.train import FraudModelTrainer, TrainConfig, config_dict
 
     config = TrainConfig(seed=args.seed, valid_fraction=args.valid_fraction, negative_rate=args.negative_rate,
-                         block_fpr=args.block_fpr, warn_fpr=args.warn_fpr, max_rounds=args.max_rounds)
+                         block_fpr=args.block_fpr, warn_fpr=args.warn_fpr, max_rounds=args.max_rounds,
+                         fpr_margin=args.fpr_margin)
     sys.stderr.write(f"loading {args.world} and building features ...\n")
     data = load(args.world)
     sys.stderr.write(f"{len(data)} calls, {int(data.is_fraud.sum())} fraud, features in {data.build_seconds:.0f} s\n")

@@ -34,8 +34,12 @@ class RulesBaseline:
         self.do_not_originate = frozenset(do_not_originate)
 
     def fit(self, history: Dataset) -> RulesBaseline:
-        """Blocklist every number seen making a confirmed fraud call in ``history``."""
-        self.blocklist_ = frozenset(history.a_number[history.is_fraud].tolist()) | self.do_not_originate
+        """Blocklist every number seen making a confirmed fraud call in ``history``, except numbers
+        that also made legitimate calls there: a real subscriber whose number was spoofed is
+        not blocklisted (an analyst would see the owner, and the spoofed-CLI rule covers it)."""
+        fraud = set(history.a_number[history.is_fraud].tolist())
+        fraud -= set(history.a_number[~history.is_fraud].tolist())
+        self.blocklist_ = frozenset(fraud) | self.do_not_originate
         return self
 
     def rule_hits(self, data: Dataset) -> dict[str, np.ndarray]:

@@ -40,6 +40,12 @@ class SimSlot:
 class Fraud:
     farm_sims: list[list[SimSlot]] = field(default_factory=list)  # per farm
     farm_active: list[np.ndarray] = field(default_factory=list)  # per farm, bool per day
+    # Each actor has its own style (rates, gaps, answer rates), so that no single setting of a
+    # typology is all the model ever sees.
+    farm_style: list[tuple[float, float, float]] = field(default_factory=list)  # calls/SIM/day, gap s, answer
+    box_rate: list[float] = field(default_factory=list)
+    spoof_style: list[tuple[float, float, float]] = field(default_factory=list)  # calls/day, P(new CLI), P(real sub)
+    wangiri_rate: list[float] = field(default_factory=list)
     box_sims: list[list[SimSlot]] = field(default_factory=list)
     wangiri: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (day, entity ids)
     spoof_days: list[np.ndarray] = field(default_factory=list)
@@ -93,26 +99,36 @@ def build(world: World, pop: Population, rng: np.random.Generator) -> Fraud:
     n_cells = len(world.cells)
     for _ in range(max(2, round(n / 6000 * sc))):
         start = int(rng.integers(0, max(1, days - 3)))
-        mules = world.new_owners(int(rng.integers(2, 6)))
+        # Most farms register SIMs on a few mules; some use one owner per SIM.
+        mules = world.new_owners(int(rng.integers(2, 6)) if rng.random() < 0.7 else 500)
         slots: list[SimSlot] = []
         cell = int(rng.integers(0, n_cells))
+        sims_per_device = (1, 2) if rng.random() < 0.25 else (2, 6)
+        life = (1, 3) if rng.random() < 0.7 else (2, 7)
+        verified = float(np.clip(rng.uniform(0.1, 0.7) + 0.2 * s, 0, 1))
         for dev in world.new_devices(int(rng.integers(2, 5))).tolist():
-            slots += _slots(world, rng, start_day=start, n_slots=int(rng.integers(2, 6)), device=dev, cell=cell,
-                            life=(1, 3), mules=mules, hijacked=0.1, verified=0.3 + 0.2 * s)
+            slots += _slots(world, rng, start_day=start, n_slots=int(rng.integers(*sims_per_device)), device=dev,
+                            cell=cell, life=life, mules=mules, hijacked=float(rng.uniform(0, 0.25)), verified=verified)
         fr.farm_sims.append(slots)
         fr.farm_active.append(rng.random(days) < 0.85)
+        fr.farm_style.append((float(30 * np.exp(rng.normal(0, 0.45))), float(rng.uniform(60, 400)),
+                              float(rng.uniform(0.3, 0.6))))
     for _ in range(max(1, round(n / 20000 * sc))):
         start = int(rng.integers(0, max(1, days - 5)))
         mules = world.new_owners(int(rng.integers(2, 4)))
         dev = int(world.new_devices(1)[0])
         fr.box_sims.append(_slots(world, rng, start_day=start, n_slots=int(rng.integers(16, 40)), device=dev,
                                   cell=int(rng.integers(0, n_cells)), life=(3, 12), mules=mules, hijacked=0.0,
-                                  verified=0.6))
+                                  verified=float(rng.uniform(0.3, 0.9))))
+        fr.box_rate.append(float(55 * np.exp(rng.normal(0, 0.4))))
     for _ in range(max(2, round(days / 4 * sc))):
         nums = world.add_numbers(world.draw_foreign(PREMIUM_PREFIXES, int(rng.integers(3, 10))), G["fraud"])
         fr.wangiri.append((int(rng.integers(0, days)), nums))
+        fr.wangiri_rate.append(float(150 * np.exp(rng.normal(0, 0.5))))
     for _ in range(max(3, round(n / 8000 * sc))):
         fr.spoof_days.append(rng.random(days) < 0.4)
+        fr.spoof_style.append((float(60 * np.exp(rng.normal(0, 0.4))), float(rng.uniform(0.2, 1.0)),
+                               float(rng.uniform(0.3, 0.7))))
     fr.unassigned = world.add_numbers(world.draw_kz("mobile", max(200, n // 50)), G["fraud"])
     for _ in range(max(2, round(n / 15000 * sc))):
         active = rng.random(days) < 0.45
@@ -153,26 +169,26 @@ def day_calls(world: World, pop: Population, fr: Fraud, day: int, rng: np.random
         return np.asarray(world.group_of[b] == G["elderly"])
 
     # vishing
-    for slots, active in zip(fr.farm_sims, fr.farm_active):
+    for slots, active, (rate, gap, answer) in zip(fr.farm_sims, fr.farm_active, fr.farm_style):
         if not active[day]:
             continue
         for sl in slots:
             if not sl.first <= day <= sl.last:
                 continue
-            k = rng.poisson(30 * (1 + s))
-            t = _bursts(world, day, k, rng, PROFILES[1], gap_s=150, sessions=int(rng.integers(1, 4)))
+            k = rng.poisson(rate * (1 + s))
+            t = _bursts(world, day, k, rng, PROFILES[1], gap_s=gap, sessions=int(rng.integers(1, 4)))
             b = _victims(pop, k, rng)
-            ans, dur, ring = C.outcome(k, rng, p_answer=np.where(elderly_b(b), 0.6, 0.45),
+            ans, dur, ring = C.outcome(k, rng, p_answer=np.where(elderly_b(b), answer + 0.15, answer),
                                        log_mean=np.where(rng.random(k) < 0.35, 2.7, 5.7), log_sd=0.7)
             parts.append(C.make(world, a=np.full(k, sl.entity), b=b, t=t, typ=T["vishing"], grp=G["fraud"],
                                 answered=ans, duration=dur, ring=ring, rng=rng,
                                 imei=np.full(k, sl.device), cell=np.full(k, world.cell_of(sl.entity, sl.cell))))
     # simbox
-    for slots in fr.box_sims:
+    for slots, box_rate in zip(fr.box_sims, fr.box_rate):
         for sl in slots:
             if not sl.first <= day <= sl.last:
                 continue
-            k = rng.poisson(55)
+            k = rng.poisson(box_rate)
             t = C.local_times(world, day, rng.choice(24, k, p=FLAT_PROFILE), rng)
             b = pop.individuals[rng.integers(0, len(pop.individuals), k)]
             ans, dur, ring = C.outcome(k, rng, p_answer=0.7, log_mean=4.2, log_sd=0.9)
@@ -180,12 +196,12 @@ def day_calls(world: World, pop: Population, fr: Fraud, day: int, rng: np.random
                                 answered=ans, duration=dur, ring=ring, rng=rng,
                                 imei=np.full(k, sl.device), cell=np.full(k, world.cell_of(sl.entity, sl.cell))))
     # wangiri
-    for wday, nums in fr.wangiri:
+    for (wday, nums), w_rate in zip(fr.wangiri, fr.wangiri_rate):
         if wday != day:
             continue
         hour = rng.choice(24, p=FLAT_PROFILE)
         for e in nums.tolist():
-            k = rng.poisson(150)
+            k = rng.poisson(w_rate)
             t = C.local_times(world, day, np.full(k, hour), rng) + rng.integers(0, 3 * 3_600_000, k)
             b = pop.individuals[rng.integers(0, len(pop.individuals), k)]
             ans = rng.random(k) < 0.03
@@ -194,18 +210,20 @@ def day_calls(world: World, pop: Population, fr: Fraud, day: int, rng: np.random
             parts.append(C.make(world, a=np.full(k, e), b=b, t=t, typ=T["wangiri"], grp=G["fraud"], answered=ans,
                                 duration=dur, ring=ring, rng=rng, ingress=I["international"]))
     # spoofing
-    for active in fr.spoof_days:
+    for active, (sp_rate, p_new_cli, p_real) in zip(fr.spoof_days, fr.spoof_style):
         if not active[day]:
             continue
-        k = rng.poisson(60)
+        k = rng.poisson(sp_rate)
         if k == 0:
             continue
-        per_cli = rng.geometric(0.25, k)
+        per_cli = rng.geometric(p_new_cli, k)
         clis = np.repeat(np.arange(k), per_cli)[:k]
         n_cli = int(clis.max()) + 1
         src = rng.random(n_cli)
-        cli = np.where(src < 0.5, rng.choice(pop.at_home, n_cli),
-                       np.where(src < 0.8, rng.choice(fr.unassigned, n_cli), rng.choice(pop.bank_hotlines, n_cli)))
+        p_unassigned = p_real + (1 - p_real) * 0.65
+        cli = np.where(src < p_real, rng.choice(pop.at_home, n_cli),
+                       np.where(src < p_unassigned, rng.choice(fr.unassigned, n_cli),
+                                rng.choice(pop.bank_hotlines, n_cli)))
         a = cli[clis]
         t = _bursts(world, day, k, rng, PROFILES[1], gap_s=240, sessions=int(rng.integers(1, 3)))
         b = _victims(pop, k, rng)
