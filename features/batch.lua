@@ -48,7 +48,7 @@ local function touch(key, member, old, t, retain, ttl)
       if unpack6(all[j], 1) < newest - retain then redis.call("HDEL", key, all[j - 1]) end
     end
   end
-  redis.call("PEXPIRE", key, ttl)
+  if changed then redis.call("PEXPIRE", key, ttl) end
 end
 
 local function add_event(key, t, member, retain, ttl)
@@ -69,39 +69,43 @@ for i = 7, #ARGV do
   local imei = band(flags, 2) ~= 0 and sub(m, 16, 21) or nil
   local cell = band(flags, 4) ~= 0 and sub(m, 22, 27) or nil
   local ok = P .. "o:" .. a
-  local lo = "(" .. ms(t)
-
-  local dup = 0
-  for _, e in ipairs(redis.call("ZRANGEBYSCORE", ok, ms(t), ms(t))) do
-    if sub(e, 1, 6) == key then dup = 1; break end
-  end
+  local ts, tday = ms(t), ms(t - DAY)
+  local lo = "(" .. ts
 
   -- the caller's own calls in [t - 24h, t)
   local c10, c1, c24, a1, a24, s1, s24, d1, d24 = 0, 0, 0, 0, 0, 0, 0, 0.0, 0.0
   local b10, b1, b24, nb10, nb1, nb24 = {}, {}, {}, 0, 0, 0
   local imeis, cells, ni, nc = {}, {}, 0, 0
-  local ev = redis.call("ZRANGEBYSCORE", ok, ms(t - DAY), lo, "WITHSCORES")
+  -- one read serves the windows, the duplicate check (same key at score t) and the newest
+  -- event time (for trimming): events at t or later are not part of any window
+  local dup, newest = 0, t
+  local ev = redis.call("ZRANGEBYSCORE", ok, tday, "+inf", "WITHSCORES")
   for j = 1, #ev, 2 do
     local e, te = ev[j], tonumber(ev[j + 1])
-    local ef = byte(e, 7)
-    local dur = struct.unpack(">d", e, 8)
-    local eb = sub(e, 28)
-    local ans = band(ef, 1) ~= 0
-    local short = dur < SHORT
-    c24 = c24 + 1
-    if not b24[eb] then b24[eb] = true; nb24 = nb24 + 1 end
-    if ans then a24 = a24 + 1; d24 = d24 + dur end
-    if short then s24 = s24 + 1 end
-    if band(ef, 2) ~= 0 then local x = sub(e, 16, 21); if not imeis[x] then imeis[x] = true; ni = ni + 1 end end
-    if band(ef, 4) ~= 0 then local x = sub(e, 22, 27); if not cells[x] then cells[x] = true; nc = nc + 1 end end
-    if te >= t - HOUR then
-      c1 = c1 + 1
-      if not b1[eb] then b1[eb] = true; nb1 = nb1 + 1 end
-      if ans then a1 = a1 + 1; d1 = d1 + dur end
-      if short then s1 = s1 + 1 end
-      if te >= t - MIN10 then
-        c10 = c10 + 1
-        if not b10[eb] then b10[eb] = true; nb10 = nb10 + 1 end
+    if te >= t then
+      if te == t and sub(e, 1, 6) == key then dup = 1 end
+      if te > newest then newest = te end
+    else
+      local ef = byte(e, 7)
+      local dur = struct.unpack(">d", e, 8)
+      local eb = sub(e, 28)
+      local ans = band(ef, 1) ~= 0
+      local short = dur < SHORT
+      c24 = c24 + 1
+      if not b24[eb] then b24[eb] = true; nb24 = nb24 + 1 end
+      if ans then a24 = a24 + 1; d24 = d24 + dur end
+      if short then s24 = s24 + 1 end
+      if band(ef, 2) ~= 0 then local x = sub(e, 16, 21); if not imeis[x] then imeis[x] = true; ni = ni + 1 end end
+      if band(ef, 4) ~= 0 then local x = sub(e, 22, 27); if not cells[x] then cells[x] = true; nc = nc + 1 end end
+      if te >= t - HOUR then
+        c1 = c1 + 1
+        if not b1[eb] then b1[eb] = true; nb1 = nb1 + 1 end
+        if ans then a1 = a1 + 1; d1 = d1 + dur end
+        if short then s1 = s1 + 1 end
+        if te >= t - MIN10 then
+          c10 = c10 + 1
+          if not b10[eb] then b10[eb] = true; nb10 = nb10 + 1 end
+        end
       end
     end
   end
@@ -110,7 +114,7 @@ for i = 7, #ARGV do
   local fwd = redis.call("HGET", P .. "c:" .. a, b)
   local callee_before = before(back, t) >= t - HISTORY and 1 or 0
   local caller_before = before(fwd, t) >= t - HISTORY and 1 or 0
-  local inbound = redis.call("ZCOUNT", P .. "i:" .. a, ms(t - DAY), lo)
+  local inbound = redis.call("ZCOUNT", P .. "i:" .. a, tday, lo)
 
   local per_imei, per_number, n_cells = -1, -1, -1
   local dk, on_imei
@@ -146,7 +150,12 @@ for i = 7, #ARGV do
     callee_before, caller_before, inbound, per_imei, per_number, n_cells, dup, owners)
 
   if apply and dup == 0 then
-    add_event(ok, t, m, EVENT_RETAIN, EVENT_TTL)
+    -- a call older than the caller's retention would be trimmed at once: same state, less work
+    if t >= newest - EVENT_RETAIN then
+      redis.call("ZADD", ok, t, m)
+      redis.call("ZREMRANGEBYSCORE", ok, "-inf", "(" .. ms(newest - EVENT_RETAIN))
+      redis.call("PEXPIRE", ok, EVENT_TTL)
+    end
     add_event(P .. "i:" .. b, t, key, EVENT_RETAIN, EVENT_TTL)
     touch(P .. "c:" .. a, b, fwd, t, RELATION_RETAIN, RELATION_TTL)
     if imei then touch(dk, a, on_imei, t, EVENT_RETAIN, EVENT_TTL) end
