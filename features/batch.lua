@@ -5,7 +5,7 @@
 --
 -- ARGV[1] prefix, ARGV[2] mode ("1" apply, "0" read-only), ARGV[3] event retention ms,
 -- ARGV[4] relation retention ms, ARGV[5] event TTL ms, ARGV[6] relation TTL ms,
--- ARGV[7..] one packed call each:
+-- ARGV[7] scan cap (most recent own calls read per call), ARGV[8..] one packed call each:
 --   >d t | u8 len(a) | a | member, member = key(6) flags(1) >d duration imei(6) cell(6) b
 --   flags: 1 answered, 2 has imei, 4 has cell
 -- Returns {numbers, registry, lists}: numbers is 20 big-endian doubles per call (RAW of
@@ -17,6 +17,7 @@ local EVENT_RETAIN, RELATION_RETAIN = tonumber(ARGV[3]), tonumber(ARGV[4])
 local EVENT_TTL, RELATION_TTL = ARGV[5], ARGV[6]
 local DAY, HOUR, MIN10, HISTORY = 86400000, 3600000, 600000, 30 * 86400000
 local SHORT = 10.0
+local SCAN_CAP = tonumber(ARGV[7])
 local byte, sub, band, fmt = string.byte, string.sub, bit.band, string.format
 local unpack6 = function(s, i) return struct.unpack(">I6", s, i) end
 local KINDS = {"block", "allow", "dno"}
@@ -59,7 +60,7 @@ local function add_event(key, t, member, retain, ttl)
 end
 
 local numbers, registry, lists = {}, {}, {}
-for i = 7, #ARGV do
+for i = 8, #ARGV do
   local s = ARGV[i]
   local t = struct.unpack(">d", s, 1)
   local la = byte(s, 9)
@@ -72,42 +73,59 @@ for i = 7, #ARGV do
   local ts, tday = ms(t), ms(t - DAY)
   local lo = "(" .. ts
 
-  -- the caller's own calls in [t - 24h, t)
+  -- the caller's own calls in [t - 24h, t): the most recent SCAN_CAP of them (plus ties at
+  -- the edge) are read; counts stay exact, shares and distinct counts come from the recent
+  -- calls when there are more (features/retention.py SCAN_CAP)
   local c10, c1, c24, a1, a24, s1, s24, d1, d24 = 0, 0, 0, 0, 0, 0, 0, 0.0, 0.0
   local b10, b1, b24, nb10, nb1, nb24 = {}, {}, {}, 0, 0, 0
   local imeis, cells, ni, nc = {}, {}, 0, 0
-  -- one read serves the windows, the duplicate check (same key at score t) and the newest
-  -- event time (for trimming): events at t or later are not part of any window
-  local dup, newest = 0, t
-  local ev = redis.call("ZRANGEBYSCORE", ok, tday, "+inf", "WITHSCORES")
-  for j = 1, #ev, 2 do
+  local ev = redis.call("ZREVRANGEBYSCORE", ok, lo, tday, "WITHSCORES", "LIMIT", 0, SCAN_CAP)
+  local first, last, step = #ev - 1, 1, -2  -- oldest first, so sums run in time order
+  local n10, n1, n24
+  if #ev == 2 * SCAN_CAP then
+    n24 = redis.call("ZCOUNT", ok, tday, lo)
+    if n24 > SCAN_CAP then
+      ev = redis.call("ZRANGEBYSCORE", ok, ev[#ev], lo, "WITHSCORES")
+      first, last, step = 1, #ev - 1, 2
+      n10 = redis.call("ZCOUNT", ok, ms(t - MIN10), lo)
+      n1 = redis.call("ZCOUNT", ok, ms(t - HOUR), lo)
+    end
+  end
+  for j = first, last, step do
     local e, te = ev[j], tonumber(ev[j + 1])
-    if te >= t then
-      if te == t and sub(e, 1, 6) == key then dup = 1 end
-      if te > newest then newest = te end
-    else
-      local ef = byte(e, 7)
-      local dur = struct.unpack(">d", e, 8)
-      local eb = sub(e, 28)
-      local ans = band(ef, 1) ~= 0
-      local short = dur < SHORT
-      c24 = c24 + 1
-      if not b24[eb] then b24[eb] = true; nb24 = nb24 + 1 end
-      if ans then a24 = a24 + 1; d24 = d24 + dur end
-      if short then s24 = s24 + 1 end
-      if band(ef, 2) ~= 0 then local x = sub(e, 16, 21); if not imeis[x] then imeis[x] = true; ni = ni + 1 end end
-      if band(ef, 4) ~= 0 then local x = sub(e, 22, 27); if not cells[x] then cells[x] = true; nc = nc + 1 end end
-      if te >= t - HOUR then
-        c1 = c1 + 1
-        if not b1[eb] then b1[eb] = true; nb1 = nb1 + 1 end
-        if ans then a1 = a1 + 1; d1 = d1 + dur end
-        if short then s1 = s1 + 1 end
-        if te >= t - MIN10 then
-          c10 = c10 + 1
-          if not b10[eb] then b10[eb] = true; nb10 = nb10 + 1 end
-        end
+    local ef = byte(e, 7)
+    local dur = struct.unpack(">d", e, 8)
+    local eb = sub(e, 28)
+    local ans = band(ef, 1) ~= 0
+    local short = dur < SHORT
+    c24 = c24 + 1
+    if not b24[eb] then b24[eb] = true; nb24 = nb24 + 1 end
+    if ans then a24 = a24 + 1; d24 = d24 + dur end
+    if short then s24 = s24 + 1 end
+    if band(ef, 2) ~= 0 then local x = sub(e, 16, 21); if not imeis[x] then imeis[x] = true; ni = ni + 1 end end
+    if band(ef, 4) ~= 0 then local x = sub(e, 22, 27); if not cells[x] then cells[x] = true; nc = nc + 1 end end
+    if te >= t - HOUR then
+      c1 = c1 + 1
+      if not b1[eb] then b1[eb] = true; nb1 = nb1 + 1 end
+      if ans then a1 = a1 + 1; d1 = d1 + dur end
+      if short then s1 = s1 + 1 end
+      if te >= t - MIN10 then
+        c10 = c10 + 1
+        if not b10[eb] then b10[eb] = true; nb10 = nb10 + 1 end
       end
     end
+  end
+  if n1 and n1 > c1 then a1, s1, d1 = a1 * n1 / c1, s1 * n1 / c1, d1 * n1 / c1 end
+  if n24 and n24 > c24 then a24, s24, d24 = a24 * n24 / c24, s24 * n24 / c24, d24 * n24 / c24 end
+  c10, c1, c24 = n10 or c10, n1 or c1, n24 or c24
+
+  -- calls at t or later: the duplicate check (same key at score t) and the newest event time
+  local dup, newest = 0, t
+  local later = redis.call("ZRANGEBYSCORE", ok, ts, "+inf", "WITHSCORES")
+  for j = 1, #later, 2 do
+    local te = tonumber(later[j + 1])
+    if te == t and sub(later[j], 1, 6) == key then dup = 1 end
+    if te > newest then newest = te end
   end
 
   local back = redis.call("HGET", P .. "c:" .. b, a)
@@ -139,7 +157,7 @@ for i = 7, #ARGV do
   for _, kind in ipairs(KINDS) do
     local entry = redis.call("HGET", P .. "list:" .. kind, a)
     if entry then
-      lists[#lists + 1] = i - 6
+      lists[#lists + 1] = i - 7
       lists[#lists + 1] = kind
       lists[#lists + 1] = entry
     end

@@ -19,7 +19,7 @@ from features.contracts import Cdr, Subscriber
 from features.definitions import DAY_MS, HISTORY_MS, SHORT_CALL_S, WINDOWS_MS
 from features.errors import StoreListKindError
 from features.registry_codec import OwnerHasher, pack, to_subscriber, unpack
-from features.retention import EVENT_RETAIN_MS, RELATION_RETAIN_MS
+from features.retention import EVENT_RETAIN_MS, RELATION_RETAIN_MS, SCAN_CAP
 from features.store import LIST_KINDS, CallContext, ListEntry, ListKind
 
 
@@ -144,16 +144,26 @@ class InMemoryStore:
 
     def _aggregate(self, c: Cdr, t: int, row: np.ndarray) -> None:
         out = self._out.get(c.a_number)
-        day = out.window(t - DAY_MS, t) if out is not None else []
+        whole = out.window(t - DAY_MS, t) if out is not None else []
+        # the most recent SCAN_CAP calls and the ties at that edge (see features/retention.py)
+        day = [e for e in whole if e.t >= whole[-SCAN_CAP].t] if len(whole) > SCAN_CAP else whole
         for w, width in WINDOWS_MS.items():
             events = [e for e in day if e.t >= t - width]
-            row[R[f"calls_{w}"]] = len(events)
+            n = sum(1 for e in whole if e.t >= t - width) if day is not whole else len(events)
+            row[R[f"calls_{w}"]] = n
             row[R[f"distinct_callees_{w}"]] = len({e.b for e in events})
             if w != "10m":
                 answered = [e for e in events if e.answered]
-                row[R[f"answered_{w}"]] = len(answered)
-                row[R[f"short_{w}"]] = sum(e.duration < SHORT_CALL_S for e in events)
-                row[R[f"answered_duration_{w}"]] = sum(e.duration for e in answered)
+                a: float = len(answered)
+                short: float = sum(e.duration < SHORT_CALL_S for e in events)
+                dur: float = 0.0
+                for e in answered:  # in time order, as the script sums
+                    dur += e.duration
+                if n > len(events):
+                    a, short, dur = a * n / len(events), short * n / len(events), dur * n / len(events)
+                row[R[f"answered_{w}"]] = a
+                row[R[f"short_{w}"]] = short
+                row[R[f"answered_duration_{w}"]] = dur
         row[R["callee_called_caller_before"]] = _before(self._contacts.get(c.b_number), c.a_number, t) >= t - HISTORY_MS
         row[R["caller_called_callee_before"]] = _before(self._contacts.get(c.a_number), c.b_number, t) >= t - HISTORY_MS
         inbound = self._in.get(c.a_number)

@@ -31,7 +31,7 @@ from features.contracts import Cdr, Subscriber
 from features.definitions import DAY_MS, HISTORY_MS
 from features.errors import StoreListKindError, StoreRecordError, StoreUnavailableError
 from features.registry_codec import OwnerHasher, bucket, pack, to_subscriber, unpack
-from features.retention import EVENT_RETAIN_MS, EVENT_TTL_MS, RELATION_RETAIN_MS, RELATION_TTL_MS
+from features.retention import EVENT_RETAIN_MS, EVENT_TTL_MS, RELATION_RETAIN_MS, RELATION_TTL_MS, SCAN_CAP
 from features.store import LIST_KINDS, CallContext, ListEntry, ListKind
 
 _WIDTH: Final = len(RAW) + 2  # RAW, duplicate flag, owner count
@@ -42,8 +42,8 @@ _NO_DURATION: Final = struct.pack(">d", 0.0)
 _ZERO6: Final = bytes(6)
 _PACK_D: Final = struct.Struct(">d").pack
 _LEN: Final = [bytes((k,)) for k in range(256)]
-SCRIPT_CALLS: Final = 200
-"""Calls per batch script: each script blocks Redis while it runs (~2-10 ms for 200 calls),
+SCRIPT_CALLS: Final = 100
+"""Calls per batch script: each script blocks Redis while it runs (~1-5 ms for 100 calls),
 so a worker batch of thousands is split into several scripts sent in one round trip,
 letting the API's screening calls run in between."""
 UPSERT_CHUNK: Final = 1000  # records per script call: ~1-3 ms of Redis time, short enough not to stall screening
@@ -81,7 +81,7 @@ class RedisStore:
         self._sha: dict[str, str] = {}
         self._op_codes: dict[str, int] = {}
         self._head = [self._pb, b"", str(EVENT_RETAIN_MS).encode(), str(RELATION_RETAIN_MS).encode(),
-                      str(EVENT_TTL_MS).encode(), str(RELATION_TTL_MS).encode()]
+                      str(EVENT_TTL_MS).encode(), str(RELATION_TTL_MS).encode(), str(SCAN_CAP).encode()]
 
     # --- plumbing ----------------------------------------------------------------------
     def _eval(self, source: str, args: Sequence[Any]) -> Any:

@@ -23,3 +23,10 @@ RELATION_RETAIN_MS: Final = HISTORY_MS + LATENESS_MS
 """Last contact per (caller, callee) pair: the 30-day history plus lateness."""
 EVENT_TTL_MS: Final = DAY_MS + LATENESS_MS
 RELATION_TTL_MS: Final = HISTORY_MS + DAY_MS
+
+SCAN_CAP: Final = 256
+"""Most recent own calls of a caller read per call (with ties at the edge). Counts are exact
+at any rate; for a caller with more calls in the 24 h window, the answered/short shares, the
+mean duration and the distinct callees/IMEIs/cells are those of its most recent calls. It
+bounds the work per call: a robocaller with thousands of calls a day would otherwise cost
+milliseconds of Redis time per call (measured: ~9 ms at 3,000 calls)."""
