@@ -24,9 +24,12 @@ RELATION_RETAIN_MS: Final = HISTORY_MS + LATENESS_MS
 EVENT_TTL_MS: Final = DAY_MS + LATENESS_MS
 RELATION_TTL_MS: Final = HISTORY_MS + DAY_MS
 
-SCAN_CAP: Final = 256
+SCAN_CAP: Final = 512
 """Most recent own calls of a caller read per call (with ties at the edge). Counts are exact
 at any rate; for a caller with more calls in the 24 h window, the answered/short shares, the
-mean duration and the distinct callees/IMEIs/cells are those of its most recent calls. It
-bounds the work per call: a robocaller with thousands of calls a day would otherwise cost
-milliseconds of Redis time per call (measured: ~9 ms at 3,000 calls)."""
+mean duration and the distinct callees/IMEIs/cells are those of its most recent calls, so
+they differ from the offline builder there. It bounds the work per call: a robocaller with
+thousands of calls a day would otherwise cost milliseconds of Redis time per call (measured
+here: ~9 ms at 3,000 calls, ~1 ms with a cap of 256). In a simulated 30-day world of 3.73M
+calls the busiest caller had 437 calls in the 24 h before a call, so no call there is
+affected (with a cap of 256, 1,510 calls = 0.04 % would be)."""
