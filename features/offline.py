@@ -182,8 +182,28 @@ def _sweep(sorted_group: I64, sorted_time: I64, sorted_value: I64, back: I64, wi
     """Per call (in original order): distinct values of its group in [t - width, t), and whether its own
     value is among them. Inputs are sorted by (group, time); ``back`` maps a call to its sorted position."""
     n_values = int(sorted_value.max()) + 1 if len(sorted_value) else 1
-    distinct, own = distinct_in_window(sorted_group, sorted_time, sorted_value, width, n_values)
+    distinct, own, _ = distinct_in_window(sorted_group, sorted_time, sorted_value, sorted_value, width, n_values)
     return distinct[back], own[back]
+
+
+def _contact(t: I64, a: I64, b: I64) -> tuple[B, B]:
+    """Per call: (a_number called b_number, b_number called a_number) in [t - HISTORY_MS, t).
+
+    One sweep over calls grouped by the unordered pair {a, b}; the value is the direction,
+    and the probe is the opposite direction (the same one for a call to oneself).
+    """
+    m = len(t)
+    low, high = np.minimum(a, b), np.maximum(a, b)
+    pair = low * (int(high.max()) + 1) + high
+    order = _pair_order(pair)
+    direction = (a > b).astype(np.int64)
+    probe = np.where(a == b, direction, 1 - direction)
+    _, forward, reverse = distinct_in_window(
+        pair[order], t[order], direction[order], probe[order], HISTORY_MS, 2
+    )
+    back = np.empty(m, np.int64)
+    back[order] = np.arange(m)
+    return forward[back], reverse[back]
 
 
 def _features(calls: _Calls, subscribers: pa.Table) -> dict[str, F64]:
@@ -239,9 +259,9 @@ def _features(calls: _Calls, subscribers: pa.Table) -> dict[str, F64]:
                 )
 
     # reciprocity over HISTORY_MS
-    called_before = _sweep(as_, ts, bs, back, HISTORY_MS)[1]
+    called_before, called_back = _contact(t, a, b)
     cols["first_contact"] = (~called_before).astype(np.float64)
-    cols["callee_called_caller_before"] = _reverse_contact(keys, t, a, b, n_numbers).astype(np.float64)
+    cols["callee_called_caller_before"] = called_back.astype(np.float64)
     received = np.sort(keys.key(b, t))
     inbound = (
         np.searchsorted(received, keys.key(as_, ts)) - np.searchsorted(received, keys.key(as_, ts - DAY_MS))
@@ -315,27 +335,6 @@ def classify_numbers(numbers: pa.Array) -> I64:
          NumberClass.KZ_MOBILE, NumberClass.KZ_FIXED, NumberClass.KZ_NONGEO],
         NumberClass.RU,
     ).astype(np.int64)
-
-
-def _reverse_contact(keys: _Keys, t: I64, a: I64, b: I64, n_numbers: int) -> B:
-    """Whether b_number called a_number in [t - HISTORY_MS, t)."""
-    pair = a * n_numbers + b
-    order = _pair_order(pair)
-    sp = pair[order]
-    new_pair = np.ones(len(sp), np.bool_)
-    new_pair[1:] = sp[1:] != sp[:-1]
-    by_pair = keys.key(np.cumsum(new_pair) - 1, t[order])
-    unique_pairs = sp[new_pair]
-    reverse = b * n_numbers + a
-    r_order = np.argsort(reverse)
-    rs, rt = reverse[r_order], t[r_order]
-    slot = np.minimum(np.searchsorted(unique_pairs, rs), len(unique_pairs) - 1)
-    exists = unique_pairs[slot] == rs
-    slot = np.where(exists, slot, 0)
-    hits = np.searchsorted(by_pair, keys.key(slot, rt)) - np.searchsorted(by_pair, keys.key(slot, rt - HISTORY_MS))
-    out = np.empty(len(t), np.bool_)
-    out[r_order] = exists & (hits > 0)
-    return out
 
 
 def _identity(calls: _Calls, subscribers: pa.Table) -> dict[str, F64]:
