@@ -443,6 +443,10 @@ def _normalise(table: pa.Table, schema: pa.Schema, required: tuple[str, ...], re
     for field in schema:
         if field.name in table.column_names:
             col = table[field.name]
+            if field.name in required and col.null_count:
+                raise FeatureTableError(
+                    f"{record}: column {field.name!r} has {col.null_count} null values; it is required in every row"
+                )
             if pa.types.is_timestamp(field.type) and not pa.types.is_timestamp(col.type):
                 raise FeatureTableError(
                     f"{record}: column {field.name!r} has type {col.type}; expected {field.type}"

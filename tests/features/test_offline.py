@@ -110,6 +110,9 @@ def test_bad_tables_are_refused_with_the_field_named() -> None:
     bad = table.set_column(table.schema.get_field_index("ingress"), "ingress", pa.array(["satellite"]))
     with pytest.raises(FeatureTableError, match="satellite"):
         build(bad, subscriber_table([]))
+    nulls = table.set_column(table.schema.get_field_index("a_number"), "a_number", pa.array([None], pa.string()))
+    with pytest.raises(FeatureTableError, match="'a_number' has 1 null"):
+        build(nulls, subscriber_table([]))
 
 
 def test_read_parquet_folder_and_jsonl(tmp_path: Path) -> None:
