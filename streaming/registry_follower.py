@@ -49,6 +49,8 @@ class RegistryFollowerConfig:
     """Most records applied per store call."""
     request_timeout_ms: int = 5_000
     """Timeout of every Kafka request (fetch, commit)."""
+    session_timeout_ms: int = 6_000
+    """Group session timeout: a dead follower's partitions move to another after this."""
 
 
 def apply(store: RegistrySink, records: Iterable[tuple[bytes | None, bytes | None]]) -> FollowerCounts:
@@ -94,6 +96,8 @@ class RegistryFollower:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             request_timeout_ms=cfg.request_timeout_ms + 1000,
+            session_timeout_ms=cfg.session_timeout_ms,
+            heartbeat_interval_ms=max(500, cfg.session_timeout_ms // 6),
             max_poll_records=cfg.max_batch,
         )
         try:
