@@ -7,6 +7,10 @@ One loop, in the order that makes a crash safe (quix-streams ``app.py``):
     -> commit the batch's offsets
 
 so a record is either processed and committed, or seen again after a restart; never lost.
+The engine runs on a second thread, one batch ahead: while it waits on Redis for batch N+1,
+the main thread produces batch N, waits for its acks and commits it (redis-py and the Kafka
+sockets release the GIL, so the two waits overlap). Offsets are still committed in order,
+only after their batch's outputs are acknowledged.
 Delivery is at-least-once; what makes it effectively-once for consumers is that
 
 * the state update is idempotent by operator + call_id (the store remembers applied calls),
@@ -30,6 +34,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -107,6 +112,15 @@ class Outgoing:
     key: bytes | None
     value: bytes
     headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Processed:
+    """A batch whose outputs are computed but not yet produced and committed."""
+
+    outgoing: list[Outgoing]
+    polled: dict[Any, list[Any]]
+    polled_at: float
 
 
 class Worker:
@@ -299,8 +313,12 @@ class Worker:
                 return
             self.kafka_connected = True
             log.info("worker consuming %s in group %s", cfg.topic_cdr, cfg.group_id)
-            while not self._stop.is_set():
-                self._step(consumer, producer)
+            ready: _Processed | None = None
+            with ThreadPoolExecutor(1, thread_name_prefix="worker-engine") as engine_thread:
+                while not self._stop.is_set():
+                    ready = self._step(consumer, producer, engine_thread, ready)
+            if ready is not None:
+                self._deliver(consumer, producer, ready)  # the last batch, before exiting
         finally:
             self.kafka_connected = False
             if consumer is not None:
@@ -310,10 +328,13 @@ class Worker:
             self._close_http()
             log.info("worker stopped after %d records", self.consumed)
 
-    def _step(self, consumer: Any, producer: Any) -> None:
-        from kafka.errors import CommitFailedError, KafkaError, KafkaTimeoutError
-        from kafka.structs import OffsetAndMetadata
+    def _step(self, consumer: Any, producer: Any, engine_thread: ThreadPoolExecutor,
+              ready: _Processed | None) -> _Processed | None:
+        """One loop turn: poll batch N+1 and hand it to the engine thread, then deliver
+        batch N (produce, wait for acks, commit) while the engine waits on Redis.
 
+        Returns batch N+1's outputs, to be delivered on the next turn.
+        """
         cfg = self.config
         engine = self.engine
         if engine is None:
@@ -322,34 +343,50 @@ class Worker:
         t0 = time.perf_counter()
         polled = consumer.poll(timeout_ms=cfg.poll_timeout_ms, max_records=cfg.max_batch)
         batch = [rec for recs in polled.values() for rec in recs]
-        t1 = time.perf_counter()
-        self.stage["poll"] += t1 - t0
-        if not batch:
+        self.stage["poll"] += time.perf_counter() - t0
+        future = engine_thread.submit(self.process, batch) if batch else None
+        delivered = True
+        if ready is not None:
+            delivered = self._deliver(consumer, producer, ready)
+        outgoing = future.result() if future is not None else None
+        if not delivered and ready is not None:
+            # Batch N was not acknowledged: rewind every partition to the oldest record not
+            # committed (batch N's start, else batch N+1's) and drop batch N+1's outputs.
+            # Both are processed again: idempotent state, same decision ids.
+            starts = {tp: recs[0].offset for tp, recs in polled.items()}
+            starts.update({tp: recs[0].offset for tp, recs in ready.polled.items()})
+            for tp, offset in starts.items():
+                consumer.seek(tp, offset)
+            return None
+        if outgoing is None:
             if engine.pending:
                 engine.flush_pending()  # the store may be back: catch up while idle
                 self.metrics.pending.set(engine.pending)
-            return
-        outgoing = self.process(batch)
+            return None
+        return _Processed(outgoing, polled, t0)
+
+    def _deliver(self, consumer: Any, producer: Any, ready: _Processed) -> bool:
+        """Produce one processed batch, wait for the acks, commit its offsets; False if not acknowledged."""
+        from kafka.errors import CommitFailedError, KafkaError, KafkaTimeoutError
+        from kafka.structs import OffsetAndMetadata
+
+        cfg = self.config
         t2 = time.perf_counter()
         send = producer.send
         try:
-            futures = [send(o.topic, key=o.key, value=o.value, headers=o.headers or None) for o in outgoing]
+            futures = [send(o.topic, key=o.key, value=o.value, headers=o.headers or None) for o in ready.outgoing]
             producer.flush(timeout=cfg.request_timeout_ms / 1000)
         except KafkaTimeoutError:
-            futures = []
             ok = False
         else:
             ok = all(f.succeeded() for f in futures)
         t3 = time.perf_counter()
         self.stage["produce"] += t3 - t2
         if not ok:
-            # Not committed: rewind to the batch start so these records are processed again
-            # (idempotent state, deterministic decision ids).
-            log.error("outputs of a batch of %d not acknowledged; re-reading it", len(batch))
-            for tp, recs in polled.items():
-                consumer.seek(tp, recs[0].offset)
-            return
-        offsets = {tp: OffsetAndMetadata(recs[-1].offset + 1, "", -1) for tp, recs in polled.items()}
+            log.error("outputs of a batch of %d records not acknowledged; re-reading it",
+                      sum(len(r) for r in ready.polled.values()))
+            return False
+        offsets = {tp: OffsetAndMetadata(recs[-1].offset + 1, "", -1) for tp, recs in ready.polled.items()}
         try:
             consumer.commit(offsets, timeout_ms=cfg.request_timeout_ms)
         except (CommitFailedError, KafkaError) as exc:
@@ -359,11 +396,12 @@ class Worker:
         t4 = time.perf_counter()
         self.stage["commit"] += t4 - t3
         self.metrics.batches.inc()
-        self.metrics.batch_seconds.observe(t4 - t0)
-        for tp, recs in polled.items():
+        self.metrics.batch_seconds.observe(t4 - ready.polled_at)
+        for tp, recs in ready.polled.items():
             high = consumer.highwater(tp)
             if high is not None:
                 self.metrics.lag.labels(str(tp.partition)).set(max(0, high - recs[-1].offset - 1))
+        return True
 
     def stop(self) -> None:
         """Ask the loop to finish its current batch and return (within one poll timeout)."""
