@@ -6,7 +6,8 @@
 -- ARGV[1] prefix, ARGV[2] mode ("1" apply, "0" read-only), ARGV[3] event retention ms,
 -- ARGV[4] relation retention ms, ARGV[5] event TTL ms, ARGV[6] relation TTL ms,
 -- ARGV[7] scan cap (most recent own calls read per call), ARGV[8..] one packed call each:
---   >d t | u8 len(a) | a | member, member = key(6) flags(1) >d duration imei(6) cell(6) b
+--   >d t | u8 len(a) | a | u8 len(imei) | imei (raw, or empty) | member,
+--   member = key(6) flags(1) >d duration imei(6) cell(6) b
 --   flags: 1 answered, 2 has imei, 4 has cell
 -- Returns {numbers, registry, lists}: numbers is 20 big-endian doubles per call (RAW of
 -- features/assembly.py, then duplicate flag and owner count); registry one packed record
@@ -65,7 +66,9 @@ for i = 8, #ARGV do
   local t = struct.unpack(">d", s, 1)
   local la = byte(s, 9)
   local a = sub(s, 10, 9 + la)
-  local m = sub(s, 10 + la)
+  local li = byte(s, 10 + la)
+  local raw_imei = sub(s, 11 + la, 10 + la + li)
+  local m = sub(s, 11 + la + li)
   local key, flags, b = sub(m, 1, 6), byte(m, 7), sub(m, 28)
   local imei = band(flags, 2) ~= 0 and sub(m, 16, 21) or nil
   local cell = band(flags, 4) ~= 0 and sub(m, 22, 27) or nil
@@ -137,7 +140,7 @@ for i = 8, #ARGV do
   local per_imei, per_number, n_cells = -1, -1, -1
   local dk, on_imei
   if imei then
-    dk = P .. "d:" .. imei
+    dk = P .. "d:" .. raw_imei  -- the raw IMEI: a national key space is too big for a digest
     local all = redis.call("HGETALL", dk)
     per_imei = 1
     for j = 1, #all, 2 do

@@ -1,4 +1,4 @@
-"""``RedisStore``: the feature store in Redis, one Lua script call per batch of calls.
+"""``RedisStore``: the feature store in Redis, one round trip per batch of calls.
 
 The client does little per call: it packs each call into one string (start time, caller,
 and the event member the script stores), sends the batch as ``EVALSHA`` calls of up to
@@ -50,8 +50,8 @@ UPSERT_CHUNK: Final = 1000  # records per script call: ~1-3 ms of Redis time, sh
 
 
 def _h6(value: str) -> bytes:
-    """48-bit digest used for call keys, IMEIs and cells inside one caller's or device's state:
-    collisions there are ~n^2/2^49, negligible for the hundreds of values one key holds."""
+    """48-bit digest of call keys, IMEIs and cells *inside* one number's state (never as a key
+    name): collisions there are ~n^2/2^49, negligible for the hundreds of values one key holds."""
     return hashlib.blake2b(value.encode(), digest_size=6).digest()
 
 
@@ -147,14 +147,16 @@ class RedisStore:
             a = c.a_number.encode()
             flags = 1 if c.answered else 0
             imei = cell = _ZERO6
+            raw_imei = b""
             if c.a_imei is not None:
                 flags |= 2
+                raw_imei = c.a_imei.encode()
                 imei = _h6_cached(c.a_imei)
             if c.a_cell_id is not None:
                 flags |= 4
                 cell = _h6_cached(c.a_cell_id)
             args.append(b"".join((
-                pack_d(ts[i]), _LEN[len(a)], a,
+                pack_d(ts[i]), _LEN[len(a)], a, _LEN[len(raw_imei)], raw_imei,
                 _h6(c.operator + "\x00" + c.call_id), _LEN[flags],
                 _NO_DURATION if c.duration_s is None else pack_d(c.duration_s),
                 imei, cell, c.b_number.encode(),
