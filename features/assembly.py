@@ -8,6 +8,7 @@ so that the in-memory reference and the Redis store cannot drift apart.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Final
 
@@ -38,6 +39,8 @@ RAW: Final[tuple[str, ...]] = (
 call's own IMEI/number/cell and are NaN when the call lacks the field."""
 R: Final[dict[str, int]] = {name: i for i, name in enumerate(RAW)}
 
+# Numbers repeat from call to call (callers, popular callees); classification is a few regexes.
+_classify: Final = functools.lru_cache(maxsize=1 << 16)(classify)
 _EPOCH_THURSDAY: Final = 3  # 1970-01-01 was a Thursday (Monday = 0)
 _FOREIGN: Final = (int(Ingress.INTERNATIONAL), int(Ingress.VOIP))
 
@@ -60,10 +63,10 @@ def assemble(
     _identity(x, t, registry, owners)
 
     ingress = np.fromiter((INGRESS_CODES[c.ingress] for c in cdrs), np.float64, n)
-    a_class = np.fromiter((classify(c.a_number) for c in cdrs), np.float64, n)
+    a_class = np.fromiter((_classify(c.a_number) for c in cdrs), np.float64, n)
     x[:, INDEX["ingress"]] = ingress
     x[:, INDEX["a_class"]] = a_class
-    x[:, INDEX["b_class"]] = np.fromiter((classify(c.b_number) for c in cdrs), np.float64, n)
+    x[:, INDEX["b_class"]] = np.fromiter((_classify(c.b_number) for c in cdrs), np.float64, n)
     x[:, INDEX["domestic_cli_foreign_trunk"]] = (a_class == NumberClass.KZ_MOBILE) & np.isin(ingress, _FOREIGN)
     x[:, INDEX["has_device"]] = np.fromiter((c.a_imei is not None for c in cdrs), np.float64, n)
 

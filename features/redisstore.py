@@ -42,6 +42,11 @@ _NO_DURATION: Final = struct.pack(">d", 0.0)
 _ZERO6: Final = bytes(6)
 _PACK_D: Final = struct.Struct(">d").pack
 _LEN: Final = [bytes((k,)) for k in range(256)]
+# CallContext is frozen, so calls on no list share one of these eight instances.
+_PLAIN: Final = {
+    (held, roaming, dup): CallContext(held, roaming, None, None, None, dup)
+    for held in (False, True) for roaming in (False, True) for dup in (False, True)
+}
 SCRIPT_CALLS: Final = 100
 """Calls per batch script: each script blocks Redis while it runs (~1-5 ms for 100 calls),
 so a worker batch of thousands is split into several scripts sent in one round trip,
@@ -182,16 +187,21 @@ class RedisStore:
             i = int(order[pos - 1])
             hits.setdefault(i, {})[kind.decode()] = _ENTRY_DECODER.decode(entry)
         contexts = []
+        duplicate = out[:, len(RAW)].tolist()
         for i in range(n):
             packed = registry[i]
-            found = hits.get(i, {})
+            held = packed is not None
+            roaming = held and bool(packed[0] & 32)  # type: ignore[index]
+            found = hits.get(i)
+            if found is None:  # the common case: a shared immutable context
+                contexts.append(_PLAIN[held, roaming, duplicate[i] != 0.0])
+                continue
             ti = int(t[i])
             active = {k: e if e.active_at(ti) else None for k, e in found.items()}
             contexts.append(CallContext(
-                in_registry=packed is not None,
-                roaming=packed is not None and bool(packed[0] & 32),
+                in_registry=held, roaming=roaming,
                 allow=active.get("allow"), block=active.get("block"), dno=active.get("dno"),
-                duplicate=bool(out[i, len(RAW)]),
+                duplicate=duplicate[i] != 0.0,
             ))
         owners = out[:, len(RAW) + 1].astype(np.int64).tolist()
         return assemble(cdrs, t, raw, registry, owners), contexts
