@@ -54,6 +54,20 @@ def oracle_features(cdrs: Sequence[Cdr], subscribers: Sequence[Subscriber]) -> n
     return out
 
 
+def oracle_row(index: int, cdrs: Sequence[Cdr], subscribers: Sequence[Subscriber]) -> np.ndarray:
+    """Features of ``cdrs[index]`` alone (same rules as :func:`oracle_features`), for spot checks
+    of single calls in long streams."""
+    canonical: dict[tuple[str, str], Cdr] = {}
+    for c in cdrs:
+        canonical.setdefault((c.operator, c.call_id), c)
+    registry: dict[str, Subscriber] = {}
+    for s in subscribers:
+        registry[s.msisdn] = s
+    target = canonical[(cdrs[index].operator, cdrs[index].call_id)]
+    row = _features(target, list(canonical.values()), registry)
+    return np.array([row[name] for name in FEATURE_NAMES])
+
+
 def _features(c: Cdr, calls: list[Cdr], registry: dict[str, Subscriber]) -> dict[str, float]:
     t = epoch_ms(c.start_time)
     f: dict[str, float] = {}
