@@ -38,6 +38,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     up.add_argument(
         "--foreground", action="store_true", help="stay attached; Ctrl-C stops everything that was started"
     )
+    up.add_argument(
+        "--no-demo", action="store_true",
+        help="skip the demo: no simulate+train when no model exists, no subscribers loaded, no demo traffic",
+    )
     up.set_defaults(func=_up)
     down = sub.add_parser("down", help="stop everything `callscreen up` started")
     down.set_defaults(func=_down)
@@ -127,7 +131,7 @@ def _port(configured: int, host: str, what: str, env_name: str) -> int:
     return configured
 
 
-def _start(s: Settings, state: Path) -> dict[str, Any]:
+def _start(s: Settings, state: Path, *, demo: bool = True) -> dict[str, Any]:
     """Start everything; on any failure stop what was started and re-raise."""
     from deploy import binaries, settings, topics
 
@@ -175,6 +179,11 @@ def _start(s: Settings, state: Path) -> dict[str, Any]:
             log_stderr="false",
         )
         cli = [sys.executable, "-m", "deploy.cli"]
+        world = None
+        if demo:
+            from deploy import demo as demo_steps
+
+            world = demo_steps.prepare(state, s.models_dir, env, _say)
         api_health = f"http://{s.api_host}:{api_port}/healthz"
         worker_health = f"http://{s.api_host}:{worker_port}/healthz"
         api = binaries.spawn(
@@ -187,6 +196,8 @@ def _start(s: Settings, state: Path) -> dict[str, Any]:
         procs["worker"] = worker.as_record()
         binaries.wait_until(api, lambda: _http_ok(api_health))
         binaries.wait_until(worker, lambda: _http_ok(worker_health))
+        if world is not None:
+            demo_steps.replay(world, bootstrap, s.topic_cdr, _say)
         record["urls"] = {
             "api": f"http://{s.api_host}:{api_port}",
             "api_health": api_health,
@@ -254,7 +265,7 @@ def _up(args: argparse.Namespace) -> int:
             _say("a previous stack is partly gone; stopping what is left of it and starting afresh")
             _stop_recorded(record)
             (state / STACK_FILE).unlink(missing_ok=True)
-        record = _start(s, state)
+        record = _start(s, state, demo=not getattr(args, "no_demo", False))
         _write_record(state, record)
     log.info("stack up in %.1f s", time.monotonic() - t0, extra={"urls": json.dumps(record["urls"])})
     _say(f"callscreen is up in {time.monotonic() - t0:.1f} s:")
