@@ -75,17 +75,18 @@ def plots(out: Path, data: Dataset, scores: np.ndarray, rule_scores: np.ndarray,
     files["False positives per legitimate group"] = _save(fig, out, "group_fpr.png")
 
     fig, ax = plt.subplots(figsize=(5, 5))
-    edges = np.unique(np.quantile(scores, np.linspace(0, 1, 21)))
-    if len(edges) > 2:
-        b = np.clip(np.searchsorted(edges, scores, side="right") - 1, 0, len(edges) - 2)
-        mean_p = np.bincount(b, scores, len(edges) - 1) / np.maximum(np.bincount(b, minlength=len(edges) - 1), 1)
-        frac = np.bincount(b, y.astype(float), len(edges) - 1) / np.maximum(np.bincount(b, minlength=len(edges) - 1), 1)
-        ax.plot(mean_p, frac, "o-", label="candidate")
-    ax.plot([0, 1], [0, 1], ":", c="grey")
-    ax.set(xscale="symlog", yscale="symlog", xlabel="mean predicted score", ylabel="observed fraud share",
-           title="Calibration (score quantile bins)")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
+    # Fixed bins dense near 0 and 1: nearly every call scores close to 0, so quantile bins collapse.
+    edges = np.array([0, .001, .01, .05, .1, .2, .3, .4, .5, .6, .7, .8, .9, .95, .99, 1.0 + 1e-9])
+    b = np.clip(np.searchsorted(edges, scores, side="right") - 1, 0, len(edges) - 2)
+    count = np.bincount(b, minlength=len(edges) - 1)
+    full = count > 0
+    mean_p = np.bincount(b, scores, len(edges) - 1)[full] / count[full]
+    frac = np.bincount(b, y.astype(float), len(edges) - 1)[full] / count[full]
+    ax.plot(mean_p, frac, "o-", label="candidate")
+    ax.plot([0, 1], [0, 1], ":", c="grey", label="perfect calibration")
+    ax.set(xlabel="mean predicted score", ylabel="observed fraud share", xlim=(0, 1), ylim=(0, 1),
+           title="Calibration (negatives were subsampled in training)")
+    ax.legend(fontsize=7)
     files["Calibration"] = _save(fig, out, "calibration.png")
 
     imp = results["importance"]
