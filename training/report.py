@@ -154,7 +154,7 @@ def html_report(results: dict[str, Any], plots: dict[str, str]) -> str:
         f"<h1>Evaluation of model {html.escape(str(c['version']))}</h1>",
         f"<p>World seed {_fmt(results['world']['seed'])}, evaluated days {results['world']['evaluated_days']}, "
         f"{results['world']['calls']} calls of which {results['world']['fraud_calls']} fraud. "
-        f"AUC {_fmt(c['auc'])}, PR-AUC {_fmt(c['pr_auc'])}.</p>",
+        f"AUC {c['auc']:.6f}, PR-AUC {c['pr_auc']:.6f}.</p>",
         "<h2>Targets</h2>",
         "<table><tr><th>target</th><th>measured</th><th>status</th></tr>"
         + "".join(
@@ -175,7 +175,7 @@ def html_report(results: dict[str, Any], plots: dict[str, str]) -> str:
     ]
     for point, cmp in results["equal_fpr_vs_rules"].items():
         parts.append(f"<p>{html.escape(point)}: rules FPR {_fmt(cmp['rules_fpr'])}, model FPR {_fmt(cmp['model_fpr'])}</p>")
-        parts.append(_table(["typology", "rules recall", "model recall", "model beats rules"],
+        parts.append(_table(["typology", "rules recall", "model recall", "model beats rules (or both 100 %)"],
                             [[t, r["rules_recall"], r["model_recall"], r["model_beats_rules"]]
                              for t, r in cmp["by_typology"].items()]))
     parts += [
