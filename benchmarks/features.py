@@ -114,11 +114,11 @@ def check_sample(cdrs: pa.Table, subs: pa.Table, out: np.ndarray, k: int, seed: 
     """
     rng = np.random.default_rng(seed)
     registry = [Subscriber(**{f: v for f, v in r.items() if v is not None}) for r in subs.to_pylist()]
+    by_number = {s.msisdn: s for s in registry}  # a later record replaces an earlier one
     by_owner: dict[str, list[Subscriber]] = {}
-    for sub in registry:
-        if sub.owner_ref is not None:
-            by_owner.setdefault(sub.owner_ref, []).append(sub)
-    by_number = {sub.msisdn: sub for sub in registry}
+    for s in by_number.values():
+        if s.owner_ref is not None:
+            by_owner.setdefault(s.owner_ref, []).append(s)
     worst = 0.0
     for r in rng.choice(cdrs.num_rows, k, replace=False):
         row = cdrs.slice(int(r), 1).to_pylist()[0]
@@ -129,9 +129,9 @@ def check_sample(cdrs: pa.Table, subs: pa.Table, out: np.ndarray, k: int, seed: 
         mask_np = mask.to_numpy(zero_copy_only=False)
         part = cdrs.filter(mask)
         calls = [Cdr(**{f: v for f, v in x.items() if v is not None}) for x in part.to_pylist()]
-        sub = by_number.get(row["a_number"])
-        relevant = by_owner.get(sub.owner_ref, []) if sub is not None and sub.owner_ref else []
-        regs = relevant or ([sub] if sub is not None else [])
+        held = by_number.get(row["a_number"])
+        relevant = by_owner.get(held.owner_ref, []) if held is not None and held.owner_ref else []
+        regs = relevant or ([held] if held is not None else [])
         want = oracle_row(int(np.count_nonzero(mask_np[:r])), calls, regs)
         diff = np.abs(np.nan_to_num(out[r], nan=-1.0) - np.nan_to_num(want, nan=-1.0))
         worst = max(worst, float(diff.max()))
