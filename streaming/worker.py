@@ -386,9 +386,14 @@ class Worker:
             log.error("outputs of a batch of %d records not acknowledged; re-reading it",
                       sum(len(r) for r in ready.polled.values()))
             return False
-        offsets = {tp: OffsetAndMetadata(recs[-1].offset + 1, "", -1) for tp, recs in ready.polled.items()}
+        # Only partitions still assigned: a rebalance during the last poll may have moved some
+        # to another worker, which re-reads them from its committed offset (same decision ids).
+        assigned = consumer.assignment()
+        offsets = {tp: OffsetAndMetadata(recs[-1].offset + 1, "", -1)
+                   for tp, recs in ready.polled.items() if tp in assigned}
         try:
-            consumer.commit(offsets, timeout_ms=cfg.request_timeout_ms)
+            if offsets:
+                consumer.commit(offsets, timeout_ms=cfg.request_timeout_ms)
         except (CommitFailedError, KafkaError) as exc:
             # A rebalance took partitions away (their new owner re-reads them) or the broker
             # is unreachable (the next commit covers these offsets too): nothing is lost.
