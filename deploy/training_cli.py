@@ -81,9 +81,17 @@ def _train(args: argparse.Namespace) -> int:
     from training.dataset import load
     from training.train import FraudModelTrainer, TrainConfig, config_dict
 
+    from training.errors import TrainingConfigError
+    from training.train import check_config
+
     config = TrainConfig(seed=args.seed, valid_fraction=args.valid_fraction, negative_rate=args.negative_rate,
                          block_fpr=args.block_fpr, warn_fpr=args.warn_fpr, max_rounds=args.max_rounds,
                          fpr_margin=args.fpr_margin)
+    try:
+        check_config(config)
+    except TrainingConfigError as exc:
+        sys.stderr.write(f"callscreen train: {exc}\n")
+        return 2
     sys.stderr.write(f"loading {args.world} and building features ...\n")
     data = load(args.world)
     sys.stderr.write(f"{len(data)} calls, {int(data.is_fraud.sum())} fraud, features in {data.build_seconds:.0f} s\n")
@@ -113,6 +121,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     from training.dataset import load
     from training.evaluate import ModelUnderTest, evaluate
 
+    if not 0.0 < args.eval_fraction < 1.0:
+        sys.stderr.write(f"callscreen evaluate: --eval-fraction is {args.eval_fraction}; expected a number in (0, 1)\n")
+        return 2
     registry = Registry(_registry_root(args))
     cards = registry.list()
     if not cards:

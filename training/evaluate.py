@@ -21,6 +21,7 @@ import numpy as np
 
 from features.definitions import FEATURE_NAMES
 from training.dataset import Dataset
+from training.errors import EvaluationDataError
 from training.rules_baseline import RulesBaseline
 from training.train import threshold_at_fpr
 
@@ -172,7 +173,10 @@ def evaluate(
     history = data.rows(data.day < from_day)
     period = data.rows(data.day >= from_day)
     if not period.is_fraud.any() or period.is_fraud.all():
-        raise ValueError(f"the evaluated days (from day {from_day}) need both fraud and legitimate calls")
+        raise EvaluationDataError(
+            f"the evaluated days (day {from_day} on) need both fraud and legitimate calls; "
+            "evaluate a larger world or raise --eval-fraction"
+        )
     booster = candidate.booster()
     scores = booster.predict(period.X)
     rules = RulesBaseline(do_not_originate=do_not_originate).fit(history)

@@ -16,7 +16,7 @@ import numpy as np
 
 from features.definitions import CATEGORICAL, FEATURE_NAMES, INDEX
 from training.dataset import Dataset
-from training.errors import TrainingDataError
+from training.errors import TrainingConfigError, TrainingDataError
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,18 @@ def split_days(n_days: int, valid_fraction: float) -> int:
     return n_days - n_valid
 
 
+def check_config(c: TrainConfig) -> None:
+    """Refuse settings outside their ranges, naming the setting."""
+    for name, value, lo, hi in (
+        ("valid_fraction", c.valid_fraction, 0.0, 1.0), ("negative_rate", c.negative_rate, 0.0, 1.0),
+        ("block_fpr", c.block_fpr, 0.0, 1.0), ("warn_fpr", c.warn_fpr, 0.0, 1.0), ("fpr_margin", c.fpr_margin, 0.0, 1.0),
+    ):
+        if not lo < value <= hi:
+            raise TrainingConfigError(f"{name} is {value!r}; expected a number in ({lo:g}, {hi:g}]")
+    if c.max_rounds < 1:
+        raise TrainingConfigError(f"max_rounds is {c.max_rounds!r}; expected at least 1")
+
+
 class FraudModelTrainer:
     """scikit-learn shaped: ``fit`` learns ``booster_``, ``model_text_``, ``thresholds_``, ``metrics_``."""
 
@@ -97,6 +109,7 @@ class FraudModelTrainer:
         import lightgbm as lgb
 
         c = self.config
+        check_config(c)
         first_valid = split_days(data.n_days, c.valid_fraction)
         train_mask = data.day < first_valid
         valid = data.rows(~train_mask)

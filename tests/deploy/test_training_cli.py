@@ -34,3 +34,11 @@ def test_simulate_train_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[s
     metrics = json.loads((report / "metrics.json").read_text())
     assert metrics["candidate"]["version"] == "second"
     assert metrics["champion"]["version"] == first["version"]
+
+
+def test_out_of_range_settings_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--world", str(tmp_path), "--registry", str(tmp_path), "--negative-rate", "0"]) == 2
+    assert "negative_rate is 0.0" in capsys.readouterr().err
+    assert main(["evaluate", "--world", str(tmp_path), "--registry", str(tmp_path), "--out", str(tmp_path),
+                 "--eval-fraction", "1.5"]) == 2
+    assert "--eval-fraction is 1.5" in capsys.readouterr().err
