@@ -10,9 +10,11 @@ Why it is still fast: requests that arrive while the lane is busy are merged int
 ``engine.screen`` call (one Redis round trip, one vectorised predict for all of them), so
 the thread hop is paid per batch, not per call.
 
-A circuit breaker stops sending work to a lane that just missed a deadline or reported a
-store outage: for ``cooldown_s`` every call is answered ``allow``/degraded at once; then
-one batch probes, and a success closes the breaker (recovery well within 2 s).
+While the lane is stuck (the running engine call is past its own calls' deadline, as with
+a paused Redis), new calls are answered ``allow``/degraded at once instead of queueing behind
+it; as soon as the engine call returns (the store's breaker then skips Redis until its next
+probe), calls flow again. A single slow call does not black out the lane: only the calls
+queued behind it miss their deadline.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ Runner = Callable[[Kind, list[Cdr], float], list[Decision]]
 
 
 class LaneOverloadedError(Exception):
-    """Work could not be handed to the engine in time (deadline or breaker)."""
+    """Work could not be handed to the engine in time (deadline passed, or the lane is stuck)."""
 
 
 @dataclass(slots=True)
@@ -52,42 +54,12 @@ class _Item:
     deadline: float
 
 
-class Breaker:
-    """Open for ``cooldown_s`` after a failure; the first batch after that is the probe.
-
-    >>> t = [0.0]
-    >>> b = Breaker(cooldown_s=0.25, clock=lambda: t[0])
-    >>> b.trip(); b.closed()
-    False
-    >>> t[0] = 0.3; b.closed()
-    True
-    """
-
-    __slots__ = ("_clock", "_open_until", "cooldown_s", "trips")
-
-    def __init__(self, *, cooldown_s: float = 0.25, clock: Callable[[], float] = time.monotonic) -> None:
-        self.cooldown_s = cooldown_s
-        self._clock = clock
-        self._open_until = 0.0
-        self.trips = 0
-
-    def closed(self) -> bool:
-        return self._clock() >= self._open_until
-
-    def trip(self) -> None:
-        self.trips += 1
-        self._open_until = self._clock() + self.cooldown_s
-
-    def reset(self) -> None:
-        self._open_until = 0.0
-
-
 class Lane:
     """Hands engine calls to one worker thread; answers by a deadline or raises LaneOverloadedError."""
 
-    def __init__(self, runner: Runner, *, breaker: Breaker, threaded: bool = True) -> None:
+    def __init__(self, runner: Runner, *, threaded: bool = True) -> None:
         self._runner = runner
-        self.breaker = breaker
+        self._busy_until: float | None = None
         self.threaded = threaded
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -106,9 +78,9 @@ class Lane:
             self._thread = None
 
     async def call(self, kind: Kind, cdrs: Sequence[Cdr], timeout_s: float) -> list[Decision]:
-        """Run ``engine.<kind>(cdrs)`` in the lane; raise LaneOverloadedError past ``timeout_s`` or with the breaker open."""
-        if not self.breaker.closed():
-            raise LaneOverloadedError("breaker open")
+        """Run ``engine.<kind>(cdrs)`` in the lane; raise LaneOverloadedError past ``timeout_s`` or while the lane is stuck."""
+        if self.stuck:
+            raise LaneOverloadedError("engine lane stuck")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         item = _Item(kind, cdrs, future, loop, time.monotonic() + timeout_s)
@@ -128,12 +100,17 @@ class Lane:
         finally:
             timer.cancel()
         if result is _EXPIRED:
-            self.breaker.trip()
             raise LaneOverloadedError(f"no engine answer within {timeout_s * 1000:.1f} ms")
         if isinstance(result, BaseException):
             raise result
         decisions: list[Decision] = result
         return decisions
+
+    @property
+    def stuck(self) -> bool:
+        """True while the running engine call is past the deadline of the calls it serves."""
+        until = self._busy_until
+        return until is not None and time.monotonic() > until
 
     # -- inline mode: merged calls run in the event loop ---------------------------------
 
@@ -197,8 +174,10 @@ class Lane:
         for it in items:
             cdrs.extend(it.cdrs)
         results: list[Any]
+        deadline = min(it.deadline for it in items)
+        self._busy_until = deadline
         try:
-            decisions = self._runner(kind, cdrs, min(it.deadline for it in items))
+            decisions = self._runner(kind, cdrs, deadline)
             results = []
             start = 0
             for it in items:
@@ -208,6 +187,8 @@ class Lane:
             if not isinstance(exc, LaneOverloadedError):
                 log.warning("engine %s failed: %s", kind, type(exc).__name__)
             results = [exc] * len(items)
+        finally:
+            self._busy_until = None
         return results
 
 

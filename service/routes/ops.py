@@ -30,7 +30,7 @@ def readyz(request: Request) -> JSONResponse:
     rt = runtime_of(request)
     engine = rt.engine
     ready = engine is not None and engine.model is not None
-    degraded = engine is None or not engine.store_available or not rt.lane.breaker.closed()
+    degraded = engine is None or not engine.store_available or rt.lane.stuck
     body = ReadyPublic(status="ready" if ready else "not_ready", model_version=rt.model_version, degraded=degraded)
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
