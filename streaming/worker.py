@@ -7,10 +7,10 @@ One loop, in the order that makes a crash safe (quix-streams ``app.py``):
     -> commit the batch's offsets
 
 so a record is either processed and committed, or seen again after a restart; never lost.
-The engine runs on a second thread, one batch ahead: while it waits on Redis for batch N+1,
-the main thread produces batch N, waits for its acks and commits it (redis-py and the Kafka
-sockets release the GIL, so the two waits overlap). Offsets are still committed in order,
-only after their batch's outputs are acknowledged.
+The engine runs on a second thread, one batch ahead: while it works on batch N+1 (mostly
+waiting on Redis), the main thread polls batch N+2 and produces batch N, waits for its acks
+and commits it (socket waits release the GIL, so they overlap). Offsets are still committed
+in order, only after their batch's outputs are acknowledged.
 Delivery is at-least-once; what makes it effectively-once for consumers is that
 
 * the state update is idempotent by operator + call_id (the store remembers applied calls),
@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -119,6 +119,15 @@ class _Processed:
     """A batch whose outputs are computed but not yet produced and committed."""
 
     outgoing: list[Outgoing]
+    polled: dict[Any, list[Any]]
+    polled_at: float
+
+
+@dataclass(frozen=True)
+class _Running:
+    """A batch handed to the engine thread."""
+
+    future: Future[list[Outgoing]]
     polled: dict[Any, list[Any]]
     polled_at: float
 
@@ -314,11 +323,16 @@ class Worker:
             self.kafka_connected = True
             log.info("worker consuming %s in group %s", cfg.topic_cdr, cfg.group_id)
             ready: _Processed | None = None
+            running: _Running | None = None
             with ThreadPoolExecutor(1, thread_name_prefix="worker-engine") as engine_thread:
                 while not self._stop.is_set():
-                    ready = self._step(consumer, producer, engine_thread, ready)
-            if ready is not None:
-                self._deliver(consumer, producer, ready)  # the last batch, before exiting
+                    ready, running = self._step(consumer, producer, engine_thread, ready, running)
+                # Stopping: deliver what is in flight, in order; a failed delivery stops the
+                # chain so that no later offset is committed past an unacknowledged record.
+                ok = self._deliver(consumer, producer, ready) if ready is not None else True
+                if ok and running is not None:
+                    self._deliver(consumer, producer,
+                                  _Processed(running.future.result(), running.polled, running.polled_at))
         finally:
             self.kafka_connected = False
             if consumer is not None:
@@ -329,41 +343,41 @@ class Worker:
             log.info("worker stopped after %d records", self.consumed)
 
     def _step(self, consumer: Any, producer: Any, engine_thread: ThreadPoolExecutor,
-              ready: _Processed | None) -> _Processed | None:
-        """One loop turn: poll batch N+1 and hand it to the engine thread, then deliver
-        batch N (produce, wait for acks, commit) while the engine waits on Redis.
-
-        Returns batch N+1's outputs, to be delivered on the next turn.
+              ready: _Processed | None, running: _Running | None) -> tuple[_Processed | None, _Running | None]:
+        """One loop turn, three batches in flight: poll batch N+2 and deliver batch N (produce,
+        wait for acks, commit) while the engine thread works on batch N+1 (mostly waiting on
+        Redis). Returns (N+1's outputs, N+2 running) for the next turn.
         """
         cfg = self.config
         engine = self.engine
         if engine is None:
             raise RuntimeError("Worker._step needs an engine: run() builds it")
-        self._maybe_swap_model(engine)
         t0 = time.perf_counter()
         polled = consumer.poll(timeout_ms=cfg.poll_timeout_ms, max_records=cfg.max_batch)
         batch = [rec for recs in polled.values() for rec in recs]
         self.stage["poll"] += time.perf_counter() - t0
-        future = engine_thread.submit(self.process, batch) if batch else None
-        delivered = True
-        if ready is not None:
-            delivered = self._deliver(consumer, producer, ready)
-        outgoing = future.result() if future is not None else None
-        if not delivered and ready is not None:
-            # Batch N was not acknowledged: rewind every partition to the oldest record not
-            # committed (batch N's start, else batch N+1's) and drop batch N+1's outputs.
-            # Both are processed again: idempotent state, same decision ids.
+        delivered = self._deliver(consumer, producer, ready) if ready is not None else True
+        outgoing = running.future.result() if running is not None else None
+        if not delivered:
+            # Batch N was not acknowledged: rewind every partition to its oldest record not
+            # committed (batch N's start, else N+1's, else N+2's) and drop the later batches'
+            # outputs. All are processed again: idempotent state, same decision ids.
             starts = {tp: recs[0].offset for tp, recs in polled.items()}
-            starts.update({tp: recs[0].offset for tp, recs in ready.polled.items()})
+            if running is not None:
+                starts.update({tp: recs[0].offset for tp, recs in running.polled.items()})
+            if ready is not None:
+                starts.update({tp: recs[0].offset for tp, recs in ready.polled.items()})
             for tp, offset in starts.items():
                 consumer.seek(tp, offset)
-            return None
-        if outgoing is None:
-            if engine.pending:
-                engine.flush_pending()  # the store may be back: catch up while idle
-                self.metrics.pending.set(engine.pending)
-            return None
-        return _Processed(outgoing, polled, t0)
+            return None, None
+        next_ready = (_Processed(outgoing, running.polled, running.polled_at)
+                      if running is not None and outgoing is not None else None)
+        self._maybe_swap_model(engine)  # between batches: the engine thread is idle here
+        next_running = _Running(engine_thread.submit(self.process, batch), polled, t0) if batch else None
+        if next_ready is None and next_running is None and engine.pending:
+            engine.flush_pending()  # idle, and the store may be back: catch up
+            self.metrics.pending.set(engine.pending)
+        return next_ready, next_running
 
     def _deliver(self, consumer: Any, producer: Any, ready: _Processed) -> bool:
         """Produce one processed batch, wait for the acks, commit its offsets; False if not acknowledged."""
