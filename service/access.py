@@ -8,7 +8,7 @@ the same code: authenticate, authorise, rate-limit.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
@@ -31,7 +31,7 @@ ANY_ROLE: Final = frozenset({"switch", "analyst", "bank", "data_scientist", "adm
 _scheme = APIKeyHeader(name="X-API-Key", scheme_name="ApiKey", auto_error=False)
 
 # For routes that read the body themselves: OpenAPI security without a dependency.
-SECURED: Final = {"security": [{"ApiKey": []}]}
+SECURED: Final[dict[str, Any]] = {"security": [{"ApiKey": []}]}
 
 
 def runtime_of(request: Request) -> Runtime:

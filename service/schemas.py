@@ -7,6 +7,7 @@ Phone numbers travel only in bodies, never in URLs (proxies and access logs keep
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 from typing import Annotated, Any, Literal
 
@@ -64,7 +65,7 @@ class ListEntryPublic(BaseModel):
 
 class ListPublic(BaseModel):
     list: ListName
-    entries: list[ListEntryPublic]
+    entries: builtins.list[ListEntryPublic]
 
 
 class RemovedPublic(BaseModel):

@@ -57,9 +57,9 @@ def risk(request: Request, query: NumberQuery, key: Annotated[ApiKey, Depends(re
             ctx = outcome.contexts[0]
             in_registry, roaming = ctx.in_registry, ctx.roaming
             lists = ListMembershipsPublic(
-                block=ctx.block and public(ctx.block),
-                allow=ctx.allow and public(ctx.allow),
-                dno=ctx.dno and public(ctx.dno),
+                block=public(ctx.block) if ctx.block else None,
+                allow=public(ctx.allow) if ctx.allow else None,
+                dno=public(ctx.dno) if ctx.dno else None,
             )
     summary: dict[str, Any] = store.number_summary(query.number)
     return NumberRiskPublic(
