@@ -109,7 +109,7 @@ class LatencyMiddleware:
 
     def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
         self.app = app
-        self.histogram = runtime.metrics.latency
+        self.observe = runtime.metrics.observe_latency
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -129,4 +129,4 @@ class LatencyMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            self.histogram.labels(template, scope["method"], str(status)).observe(time.perf_counter() - t0)
+            self.observe(template, scope["method"], str(status), time.perf_counter() - t0)

@@ -7,6 +7,7 @@ Each app gets its own registry, so tests can build many apps in one process.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -60,6 +61,9 @@ class ApiMetrics:
             ["version"],
             registry=self.registry,
         )
+        # labels() hashes and locks on every call; the hot path keeps the children it made.
+        self._decision_children: dict[tuple[str, str], Any] = {}
+        self._latency_children: dict[tuple[str, str, str], Any] = {}
         self.auth_failures = Counter(
             "callscreen_api_auth_failures_total",
             "Requests refused by authentication or authorisation, by status.",
@@ -68,11 +72,22 @@ class ApiMetrics:
         )
 
     def count(self, decisions: Iterable[Decision]) -> None:
+        children = self._decision_children
         for d in decisions:
-            self.decisions.labels(d.action, d.operator).inc()
+            child = children.get((d.action, d.operator))
+            if child is None:
+                child = children[(d.action, d.operator)] = self.decisions.labels(d.action, d.operator)
+            child.inc()
             if d.degraded:
                 code = next((r.code for r in d.reasons if r.code.startswith("DEGRADED")), "DEGRADED")
                 self.degraded.labels(code).inc()
+
+    def observe_latency(self, route: str, method: str, status: str, seconds: float) -> None:
+        key = (route, method, status)
+        child = self._latency_children.get(key)
+        if child is None:
+            child = self._latency_children[key] = self.latency.labels(route, method, status)
+        child.observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
