@@ -19,7 +19,7 @@ from features.contracts import Cdr, Decision
 from models import policy
 from models.engine import NO_MODEL_VERSION, Engine, decision_id
 from service.auth import HEADER, ApiKey, KeyRing, authorize
-from service.errors import StoreMissingError
+from service.errors import ApiKeyInvalidError, ApiKeyMissingError, RoleForbiddenError, StoreMissingError
 from service.lane import Kind, Lane, LaneOverloadedError
 from service.limits import RateLimitConfig, RateLimiter
 from service.metrics import ApiMetrics
@@ -90,9 +90,11 @@ class Runtime:
         try:
             key = self.keys.authenticate(request.headers.get(HEADER))
             authorize(key, roles)
-        except Exception as exc:
-            status = "403" if type(exc).__name__.startswith(("Role", "Operator")) else "401"
-            self.metrics.auth_failures.labels(status).inc()
+        except RoleForbiddenError:
+            self.metrics.auth_failures.labels("403").inc()
+            raise
+        except (ApiKeyMissingError, ApiKeyInvalidError):
+            self.metrics.auth_failures.labels("401").inc()
             raise
         limits = self.config.rate_limits
         rate = key.rate_per_s or limits.per_role.get(key.role, 10.0)
