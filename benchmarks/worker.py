@@ -15,45 +15,25 @@ equal a direct count.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import datetime as dt
 import json
 import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class _Thresholds:
-    warn: float
-    block: float
-    per_operator: dict[str, tuple[float, float]] = field(default_factory=dict)
-
-    def for_operator(self, op: str) -> tuple[float, float]:
-        return self.per_operator.get(op, (self.warn, self.block))
+from models.registry import LoadedModel, ModelCard, Thresholds
 
 
-@dataclass(frozen=True)
-class _Card:
-    version: str
-    thresholds: _Thresholds
-
-
-@dataclass(frozen=True)
-class _Loaded:
-    card: _Card
-    scorer: object
-
-
-def model(trees: int = 200, leaves: int = 31, seed: int = 0) -> _Loaded:
+def model(trees: int = 200, leaves: int = 31, seed: int = 0) -> LoadedModel:
     """A LightGBM model over the 33 fdef-1 features, trained on a seeded synthetic set."""
     import lightgbm as lgb
 
-    from features.definitions import FEATURE_NAMES, INDEX
+    from features.definitions import FEATURE_NAMES, FEATURE_VERSION, INDEX
     from models import Scorer
 
     rng = np.random.default_rng(seed)
@@ -67,7 +47,13 @@ def model(trees: int = 200, leaves: int = 31, seed: int = 0) -> _Loaded:
     y = (logit > 0).astype(int)
     booster = lgb.train({"objective": "binary", "verbose": -1, "num_leaves": leaves, "seed": seed},
                         lgb.Dataset(X, y, feature_name=list(FEATURE_NAMES)), num_boost_round=trees)
-    return _Loaded(_Card(f"bench-{trees}x{leaves}", _Thresholds(0.5, 0.9)), Scorer.from_string(booster.model_to_string()))
+    text = booster.model_to_string()
+    card = ModelCard(
+        version=f"bench-{trees}x{leaves}", digest=hashlib.sha256(text.encode()).hexdigest(),
+        feature_version=FEATURE_VERSION, feature_names=FEATURE_NAMES, thresholds=Thresholds(0.5, 0.9),
+        created_at="", data_range={}, metrics={}, params={},
+    )
+    return LoadedModel(card, Scorer.from_string(text))
 
 
 def workload(n: int, n_subs: int, seed: int) -> tuple[list[bytes], list[bytes], list[object]]:

@@ -13,7 +13,8 @@ from features.definitions import FEATURE_NAMES, INDEX
 from features.errors import StoreUnavailableError
 from features.store import CallContext, ListEntry
 from models.engine import Engine, decision_id
-from tests.models.tiny_model import Card, Loaded, loaded
+from models.registry import LoadedModel as Loaded
+from tests.models.tiny_model import card, loaded
 
 T0 = dt.datetime(2026, 11, 20, 8, tzinfo=dt.UTC)
 
@@ -147,7 +148,7 @@ def test_missing_or_failing_model_allows_but_rules_and_state_still_apply(model: 
         def predict(self, X: np.ndarray) -> np.ndarray:
             raise RuntimeError("kernel fault")
 
-    engine.swap_model(Loaded(Card("v2", model.card.thresholds), Broken()))  # type: ignore[arg-type]
+    engine.swap_model(Loaded(card("v2", model.card.thresholds), Broken()))  # type: ignore[arg-type]
     d = engine.process(calls(1, prefix="y"))[0]
     assert (d.action, d.degraded, d.model_version) == ("allow", True, "v2")
     engine.swap_model(model)  # type: ignore[arg-type]

@@ -6,40 +6,16 @@ allow, warn or block by how often it calls.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from features.definitions import FEATURE_NAMES, INDEX
+from features.definitions import FEATURE_VERSION
 from models import Scorer
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """Shape of ``models.registry.Thresholds`` (interface C)."""
-
-    warn: float
-    block: float
-    per_operator: dict[str, tuple[float, float]] = field(default_factory=dict)
-
-    def for_operator(self, op: str) -> tuple[float, float]:
-        return self.per_operator.get(op, (self.warn, self.block))
-
-
-@dataclass(frozen=True)
-class Card:
-    version: str
-    thresholds: Thresholds
-
-
-@dataclass(frozen=True)
-class Loaded:
-    """Shape of ``models.registry.LoadedModel`` as the engine reads it."""
-
-    card: Card
-    scorer: Scorer
+from models.registry import LoadedModel, ModelCard, Thresholds
 
 
 @lru_cache(maxsize=4)
@@ -58,13 +34,27 @@ def model_text(seed: int = 7) -> str:
     return str(booster.model_to_string())
 
 
-def loaded(version: str = "v1", per_operator: dict[str, tuple[float, float]] | None = None) -> Loaded:
-    return Loaded(Card(version, Thresholds(0.5, 0.9, per_operator or {})), Scorer.from_string(model_text()))
+def card(version: str = "v1", thresholds: Thresholds | None = None) -> ModelCard:
+    """A registry card for the tiny model, without writing a registry to disk."""
+    return ModelCard(
+        version=version,
+        digest=hashlib.sha256(model_text().encode()).hexdigest(),
+        feature_version=FEATURE_VERSION,
+        feature_names=FEATURE_NAMES,
+        thresholds=thresholds or Thresholds(0.5, 0.9),
+        created_at="2026-11-22T00:00:00Z",
+        data_range={},
+        metrics={},
+        params={},
+    )
+
+
+def loaded(version: str = "v1", per_operator: dict[str, tuple[float, float]] | None = None) -> LoadedModel:
+    return LoadedModel(card(version, Thresholds(0.5, 0.9, per_operator or {})), Scorer.from_string(model_text()))
 
 
 def register(root: Path, version: str = "tiny-1") -> str:
     """Register the tiny model in a real ``models.registry.Registry`` at ``root`` as champion."""
-    from features.definitions import FEATURE_VERSION
     from models import registry
 
     reg = registry.Registry(root)
