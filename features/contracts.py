@@ -196,6 +196,7 @@ T = TypeVar("T", bound=Struct)
 _DECODERS: dict[type[Any], msgspec.json.Decoder[Any]] = {}
 _ENCODER = msgspec.json.Encoder()
 _PATH = re.compile(r" - at `\$((?:\.[A-Za-z_][A-Za-z0-9_]*|\[\d+\])*)`$")
+_REGEX_PROBLEM = re.compile(r"^Expected `str` matching regex ")
 _MISSING = re.compile(r"^Object missing required field `([^`]+)`")
 
 
@@ -290,9 +291,12 @@ def _explain(cls: type[Struct], data: Any, message: str) -> ContractError:
         return ContractError(f"{record}: {problem}; fix: send a JSON object", record=record, field=None)
     value = _lookup(data, path)
     shown = mask(value) if field in PERSONAL_FIELDS else _show(value)
+    # A pattern mismatch says nothing the field's description does not say better, and the
+    # raw regex only confuses an operator's engineer reading the error.
+    detail = "" if _REGEX_PROBLEM.match(problem) else f" ({problem[0].lower()}{problem[1:]})"
     return ContractError(
-        f"{record}: field '{path.lstrip('.')}' has value {shown}, which is invalid "
-        f"({problem[0].lower()}{problem[1:]}); expected {_field_doc(cls, field)}",
+        f"{record}: field '{path.lstrip('.')}' has value {shown}, which is invalid{detail}; "
+        f"expected {_field_doc(cls, field)}",
         record=record,
         field=field,
     )
