@@ -201,6 +201,29 @@ CATEGORIES: Final[dict[str, type[enum.IntEnum] | range]] = {
 }
 REASON_CODES: Final[dict[str, tuple[str, str]]] = {f.name: (f.reason, f.reason_text) for f in FEATURES}
 
+_NOT_HELD = ("NOT_IN_REGISTRY", "caller is not in any operator registry")
+MISSING_REASON_CODES: Final[dict[str, tuple[str, str]]] = {
+    # A missing value says something other than the feature's usual reason: an unknown SIM age
+    # is "not in the registry", not "new SIM". Used when the value is NaN.
+    "days_since_verified": ("NOT_VERIFIED", "no biometric verification on record"),
+    "sim_age_days": _NOT_HELD,
+    "is_corporate": _NOT_HELD,
+    "roaming": _NOT_HELD,
+    "numbers_per_owner": ("NO_OWNER_REFERENCE", "no registered owner for the number"),
+    "numbers_per_imei_24h": ("NO_DEVICE_INFO", "caller's device is unknown to the network"),
+    "imeis_per_number_24h": ("NO_DEVICE_INFO", "caller's device is unknown to the network"),
+    "distinct_cells_24h": ("NO_CELL_INFO", "caller's cell is unknown to the network"),
+    **{
+        f"{share}_{w}": (f"NO_RECENT_CALLS_{w.upper()}", f"no earlier calls from this number in the last {w}")
+        for share in ("answered_share", "short_call_share")
+        for w in ("1h", "24h")
+    },
+    **{
+        f"mean_answered_duration_{w}": (f"NO_ANSWERED_CALLS_{w.upper()}", f"no answered calls in the last {w}")
+        for w in ("1h", "24h")
+    },
+}
+
 BIOMETRIC_CODES: Final[dict[str, Biometric]] = {
     "verified": Biometric.VERIFIED,
     "pending": Biometric.PENDING,

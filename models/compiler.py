@@ -353,8 +353,8 @@ def _lay_out(
             stack.append((tree.left_child[node], depth + 1, -1))
         depths[t_index] = max_depth
     feature_kinds = np.zeros(num_features, dtype=np.uint8)
-    for feature, kind in kinds.items():
-        feature_kinds[feature] = kind
+    for feature, feature_kind in kinds.items():
+        feature_kinds[feature] = feature_kind
     return CompiledModel(
         num_features=num_features,
         feature_names=names,

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from features.contracts import Cdr, Decision, Reason
-from features.definitions import FEATURE_NAMES, REASON_CODES
+from features.definitions import FEATURE_NAMES, MISSING_REASON_CODES, REASON_CODES
 from features.errors import StoreUnavailableError
 from models import policy
 from models.policy import Verdict
@@ -326,7 +326,10 @@ class Engine:
             if v.source == "model" and v.action != "allow":
                 try:
                     contrib = model.scorer.contributions(features[i])
-                    found = top_reasons(contrib, FEATURE_NAMES, features[i], REASON_CODES, limit=self.top_reasons)
+                    found = top_reasons(
+                        contrib, FEATURE_NAMES, features[i], REASON_CODES,
+                        limit=self.top_reasons, missing_codes=MISSING_REASON_CODES,
+                    )
                 except Exception:  # reasons are an explanation, never a reason to fail the call
                     log.exception("reason codes failed for one row; decision kept without them")
                     continue

@@ -31,6 +31,7 @@ def top_reasons(
     codes: ReasonCodes,
     *,
     limit: int = 3,
+    missing_codes: ReasonCodes | None = None,
 ) -> list[Reason]:
     """The features with the largest positive contributions (towards fraud), most first.
 
@@ -38,7 +39,9 @@ def top_reasons(
     which is never a reason). Features without a code are skipped, so an unmapped
     feature never produces an unstable code; ties keep feature order, so the result
     is deterministic. Each reason's detail gives the short text, the feature value
-    ("missing" for NaN) and the contribution in raw-score units.
+    ("missing" for NaN) and the contribution in raw-score units. For a NaN value the code
+    comes from ``missing_codes`` when it has one (an unknown SIM age is not a new SIM);
+    a code already given is not repeated.
     """
     n = len(feature_names)
     if contributions.shape != (n + 1,) or values.shape != (n,):
@@ -53,11 +56,14 @@ def top_reasons(
         phi = float(contributions[j])
         if phi <= 0.0 or len(reasons) == limit:
             break
+        value = float(values[j])
         mapped = codes.get(feature_names[j])
-        if mapped is None:
+        if math.isnan(value) and missing_codes is not None:
+            mapped = missing_codes.get(feature_names[j], mapped)
+        if mapped is None or any(r.code == mapped[0] for r in reasons):
             continue
         code, text = mapped
-        reasons.append(Reason(code=code, detail=f"{text} (value {_show(float(values[j]))}, +{phi:.3f})"))
+        reasons.append(Reason(code=code, detail=f"{text} (value {_show(value)}, +{phi:.3f})"))
     return reasons
 
 

@@ -41,6 +41,23 @@ def test_ties_keep_feature_order_and_limit_applies() -> None:
     assert [r.code for r in reasons] == ["HIGH_CALLS_1H", "HIGH_DISTINCT_CALLEES_1H"]
 
 
+def test_a_missing_value_uses_its_missing_code_once() -> None:
+    missing = {"calls_1h": ("NO_RECENT_CALLS", "no earlier calls"), "biometrics": ("NO_RECENT_CALLS", "same code")}
+    phi = np.array([0.9, 0.1, 0.0, 0.5, 0.0])
+    values = np.array([np.nan, 3.0, 0.0, np.nan])
+    reasons = top_reasons(phi, NAMES, values, CODES, missing_codes=missing)
+    # calls_1h is NaN -> its missing code; biometrics maps to the same code and is not repeated.
+    assert [r.code for r in reasons] == ["NO_RECENT_CALLS", "HIGH_DISTINCT_CALLEES_1H"]
+    present = top_reasons(phi, NAMES, np.array([7.0, 3.0, 0.0, 1.0]), CODES, missing_codes=missing)
+    assert [r.code for r in present] == ["HIGH_CALLS_1H", "UNVERIFIED_BIOMETRICS", "HIGH_DISTINCT_CALLEES_1H"]
+
+
+def test_definitions_missing_codes_name_real_features() -> None:
+    from features.definitions import FEATURE_NAMES, MISSING_REASON_CODES
+
+    assert set(MISSING_REASON_CODES) <= set(FEATURE_NAMES)
+
+
 def test_mismatched_shapes_are_refused() -> None:
     with pytest.raises(ValueError, match="expected"):
         top_reasons(np.zeros(3), NAMES, np.zeros(4), CODES)
