@@ -227,28 +227,19 @@ def _show(args: argparse.Namespace) -> int:
 
 @_guard
 def _load_list(args: argparse.Namespace) -> int:
-    import csv
-
-    from features.numbering import canonical
-    from features.store import ListEntry
+    from features.errors import ListFileError
+    from features.listfile import read_list_csv
 
     store = _store(_ADMIN_TIMEOUT_S)
     now_ms = int(time.time() * 1000)
-    expires = _expiry(args, now_ms)
-    n = 0
-    with args.file.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames is None or not {"msisdn", "operator", "reason"} <= set(reader.fieldnames):
-            return _fail(f"{args.file}: header must be msisdn,operator,reason, got {reader.fieldnames}")
-        for line, row in enumerate(reader, 2):
-            try:
-                number = canonical(row["msisdn"], allow_short_code=True)
-            except ValueError as exc:
-                return _fail(f"{args.file} line {line}: {exc}")
-            store.add_to_list(ListEntry(number, args.kind, f"csv:{args.file.name}", row["reason"] or "",
-                                        row["operator"] or "", now_ms, expires))
-            n += 1
-    sys.stdout.write(f"{args.kind}: loaded {n} entries from {args.file}\n")
+    try:
+        entries = read_list_csv(args.file, kind=args.kind, source=f"csv:{args.file.name}", added_at=now_ms,
+                                expires_at=_expiry(args, now_ms))
+    except ListFileError as exc:
+        return _fail(str(exc))
+    for entry in entries:
+        store.add_to_list(entry)
+    sys.stdout.write(f"{args.kind}: loaded {len(entries)} entries from {args.file}\n")
     return 0
 
 

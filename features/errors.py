@@ -32,3 +32,7 @@ class StoreRecordError(ValueError):
 
 class FeatureTableError(ValueError):
     """An input table of the offline feature builder lacks a column or holds a value outside its contract."""
+
+
+class ListFileError(ValueError):
+    """A list CSV (msisdn,operator,reason) lacks a column or holds a bad number."""

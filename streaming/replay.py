@@ -10,7 +10,6 @@ skipped (the worker would dead-letter them).
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import time
 from collections import Counter
@@ -110,24 +109,9 @@ def load_subscribers(path: Path) -> Loaded:
 
 def load_allowlist(path: Path, *, added_at: int = 0) -> list[ListEntry]:
     """Allow-list entries of a CSV file with the header ``msisdn,operator,reason``."""
-    from features.numbering import canonical
-    from features.store import ListEntry
+    from features.listfile import read_list_csv
 
-    entries = []
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = {"msisdn", "operator", "reason"} - set(reader.fieldnames or ())
-        if missing:
-            raise ValueError(f"{path}: allow-list CSV lacks column(s) {sorted(missing)}; "
-                             "expected the header msisdn,operator,reason")
-        for line, row in enumerate(reader, start=2):
-            try:
-                number = canonical(row["msisdn"].strip())
-            except ValueError as exc:
-                raise ValueError(f"{path}:{line}: msisdn {exc}") from None
-            entries.append(ListEntry(number, "allow", "allowlist", row["reason"] or "", row["operator"] or "",
-                                     added_at, None))
-    return entries
+    return read_list_csv(path, kind="allow", source="allowlist", added_at=added_at)
 
 
 def prepare(store: FeatureStore, subscribers: Sequence[Subscriber], allowlist: Sequence[ListEntry]) -> None:
