@@ -10,7 +10,7 @@ import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-PACKAGES = ("features", "models")
+PACKAGES = ("features", "models", "streaming")
 
 extensions = [
     Extension(

@@ -275,6 +275,8 @@ class Worker:
         from kafka import KafkaConsumer, KafkaProducer
         from kafka.errors import KafkaError
 
+        from streaming.partitioner import KeyHashPartitioner
+
         if self.engine is None:
             self.engine = self._build_engine()
             self._model_checked = time.monotonic()
@@ -309,6 +311,7 @@ class Worker:
                         delivery_timeout_ms=cfg.request_timeout_ms * 3,
                         max_block_ms=cfg.request_timeout_ms,
                         bootstrap_timeout_ms=cfg.request_timeout_ms,
+                        partitioner=KeyHashPartitioner(),
                     )
                     break
                 except KafkaError as exc:
