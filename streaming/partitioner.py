@@ -17,7 +17,7 @@ from kafka.partitioner.abc import Partitioner
 from streaming._murmur2 import murmur2
 
 
-class KeyHashPartitioner(Partitioner):
+class KeyHashPartitioner(Partitioner):  # type: ignore[misc]  # kafka-python ships no types
     """``DefaultPartitioner`` with a compiled murmur2."""
 
     def partition(self, topic: str, key: Any, serialized_key: bytes | None, value: Any,
