@@ -52,6 +52,9 @@ class WorkerMetrics:
         self.pending = Gauge("callscreen_worker_pending_store_writes",
                              "Completed calls decided during a store outage, waiting to be applied.",
                              registry=registry)
+        self.commits_held = Counter("callscreen_worker_commits_held",
+                                    "Batches whose offsets were not committed because store writes were still queued.",
+                                    registry=registry)
         self._operators: set[str] = set()
 
     def operator_label(self, operator: str) -> str:

@@ -18,6 +18,10 @@ Delivery is at-least-once; what makes it effectively-once for consumers is that
 * every decision carries a deterministic ``decision_id`` (sha256 of operator, call_id and
   model version) and the key ``operator:call_id``, so a consumer deduplicates redeliveries.
 
+While the store is down, completed calls are decided (degraded) and their state writes wait
+in the engine's memory; offsets are not committed until that queue has drained, so a worker
+killed during a store outage is replaced by one that re-reads those records (their decisions
+have the same ids) instead of losing their state updates.
 If any output is not acknowledged within the request timeout the offsets are not
 committed and the consumer seeks back to the batch start. A rebalance that revokes a
 partition mid-batch makes the commit fail; the new owner re-reads those records.
@@ -403,6 +407,16 @@ class Worker:
             log.error("outputs of a batch of %d records not acknowledged; re-reading it",
                       sum(len(r) for r in ready.polled.values()))
             return False
+        engine = self.engine
+        if engine is not None and engine.pending:
+            # Completed calls of this (or an earlier) batch are decided but their state writes
+            # wait in memory for the store to come back. Committing now would lose them if this
+            # process died before the store returned; holding the offsets means a restarted
+            # worker re-reads them (idempotent state, same decision ids). The first commit after
+            # the queue drains covers every held batch.
+            self.metrics.commits_held.inc()
+            self.metrics.batches.inc()
+            return True
         # Only partitions still assigned: a rebalance during the last poll may have moved some
         # to another worker, which re-reads them from its committed offset (same decision ids).
         assigned = consumer.assignment()

@@ -246,3 +246,38 @@ def test_redis_paused_for_10_s_fails_open_then_converges(
         assert_exactly_once(kafka_bootstrap, t, values, server.url)
     finally:
         binaries.stop(server.pid, server.create_time)
+
+
+def test_worker_killed_during_a_redis_outage_loses_no_state_update(
+    kafka_bootstrap: str, unique_topic: Callable[..., str], tmp_path: Path, spawn: Callable[..., WorkerProcess]
+) -> None:
+    # Calls decided while Redis is down wait in the worker's memory to be applied; their
+    # offsets must not be committed until then, so a worker killed meanwhile is replaced by
+    # one that re-reads them and the counters still equal a recomputation.
+    server = binaries.start_redis(tmp_path / "redis", tmp_path / "logs")
+    try:
+        t = make_topics(unique_topic)
+        values = stream(2000, seed=7)
+        produce(kafka_bootstrap, t.cdr, values[:1000])
+        group = f"g-{uuid.uuid4().hex[:8]}"
+        w = spawn(kafka_bootstrap, server.url, t, group)
+        tail = Tail(kafka_bootstrap, t.decisions)
+        try:
+            wait_for(lambda: tail.count() >= 1000, 40, "decisions before the outage")
+            os.kill(server.pid, signal.SIGSTOP)
+            try:
+                produce(kafka_bootstrap, t.cdr, values[1000:])
+                wait_for(lambda: tail.count() >= 2000, 15, "degraded decisions during the outage")
+                w.kill()
+            finally:
+                os.kill(server.pid, signal.SIGCONT)
+            w = spawn(kafka_bootstrap, server.url, t, group)
+            numbers = sorted({json.loads(v)["a_number"] for v in values})
+            expected = recompute(values, AFTER)
+            wait_for(lambda: counters(server.url, numbers, AFTER) == expected, 40, "the re-read calls applied")
+        finally:
+            tail.close()
+        assert w.stop() < 10.0
+        assert_exactly_once(kafka_bootstrap, t, values, server.url)
+    finally:
+        binaries.stop(server.pid, server.create_time)
