@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from models.engine import Engine
 from service import handlers, openapi
+from service.hotpath import HotRoutes
 from service.routes import lists, models, numbers, ops, screen, subscribers
 from service.runtime import Runtime, ServiceConfig
 from service.watcher import ModelWatcher
@@ -80,7 +81,7 @@ def create_app(
                     await task
             runtime.lane.stop()
 
-    app = FastAPI(
+    app = ServiceApp(
         title="callscreen",
         version=config.version,
         description=DESCRIPTION,
@@ -101,7 +102,23 @@ def create_app(
     handlers.install(app)
     openapi.install(app)
     app.add_middleware(LatencyMiddleware, runtime=runtime)
+    app.hot = HotRoutes(runtime)
     return app
+
+
+class ServiceApp(FastAPI):
+    """FastAPI, except that the switch's routes are answered before its middleware stack (:mod:`service.hotpath`)."""
+
+    hot: HotRoutes | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        hot = self.hot
+        route = hot.match(scope) if hot is not None else None
+        if route is None:
+            await super().__call__(scope, receive, send)
+            return
+        scope["app"] = self
+        await hot.serve(route, scope, receive, send)  # type: ignore[union-attr]
 
 
 class LatencyMiddleware:

@@ -6,6 +6,7 @@ Domain errors never import FastAPI; this maps them by class. Every error body is
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any, Final
 
@@ -13,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from features.errors import ContractError, NumberFormatError, StoreUnavailableError
 from models import errors as model_errors
@@ -74,7 +75,8 @@ def _body(detail: str, field: str | None) -> dict[str, Any]:
     return {"detail": detail, "field": field}
 
 
-async def _domain(request: Request, exc: Exception) -> JSONResponse:
+def error_answer(exc: BaseException, method: str, path: str) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and JSON body of the answer to ``exc`` (shared by FastAPI's handlers and the hot routes)."""
     status = status_of(exc)
     headers: dict[str, str] = {}
     if status == 401:
@@ -84,10 +86,19 @@ async def _domain(request: Request, exc: Exception) -> JSONResponse:
     if status == 503:
         headers["Retry-After"] = "1"
     if status == 500:
-        log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        return JSONResponse(_body("internal error; the request was not applied", None), status_code=500)
-    field = getattr(exc, "field", None)
-    return JSONResponse(_body(str(exc), field), status_code=status, headers=headers)
+        log.exception("unhandled error on %s %s", method, path, exc_info=exc)
+        return 500, {}, _json(_body("internal error; the request was not applied", None))
+    return status, headers, _json(_body(str(exc), getattr(exc, "field", None)))
+
+
+def _json(content: dict[str, Any]) -> bytes:
+    # What JSONResponse renders, so both paths answer byte for byte alike.
+    return json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
+
+
+async def _domain(request: Request, exc: Exception) -> Response:
+    status, headers, body = error_answer(exc, request.method, request.url.path)
+    return Response(body, status_code=status, headers=headers, media_type="application/json")
 
 
 async def _validation(request: Request, exc: Exception) -> JSONResponse:
@@ -99,7 +110,7 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(_body(detail, field), status_code=422)
 
 
-async def _http(request: Request, exc: Exception) -> JSONResponse:
+async def _http(request: Request, exc: Exception) -> Response:
     if not isinstance(exc, StarletteHTTPException):
         return await _domain(request, exc)
     return JSONResponse(_body(str(exc.detail), None), status_code=exc.status_code, headers=exc.headers)

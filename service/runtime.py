@@ -87,8 +87,12 @@ class Runtime:
 
     def guard(self, request: Request, roles: frozenset[str]) -> ApiKey:
         """Authenticate, authorise and rate-limit one request; raise the matching error."""
+        return self.admit(request.headers.get(HEADER), roles)
+
+    def admit(self, presented: str | None, roles: frozenset[str]) -> ApiKey:
+        """:meth:`guard` given the presented ``X-API-Key`` value (the hot routes read it from the ASGI scope)."""
         try:
-            key = self.keys.authenticate(request.headers.get(HEADER))
+            key = self.keys.authenticate(presented)
             authorize(key, roles)
         except RoleForbiddenError:
             self.metrics.auth_failures.labels("403").inc()

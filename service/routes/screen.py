@@ -21,9 +21,10 @@ from features.contracts import Cdr, Decision, decode
 from features.errors import ContractError
 from service import openapi
 from service.access import SCREENING, SECURED, runtime_of
-from service.auth import check_operator
+from service.auth import ApiKey, check_operator
 from service.errors import BodyInvalidError
 from service.limits import BODY_LIMITS, read_body
+from service.runtime import Runtime
 
 router = APIRouter(prefix="/v1", tags=["switch"])
 MAX_BATCH: Final = 1000
@@ -95,11 +96,7 @@ async def screen(request: Request) -> Response:
     t0 = time.monotonic()
     rt = runtime_of(request)
     key = rt.guard(request, SCREENING)
-    cdr = decode(Cdr, await read_body(request, BODY_LIMITS["small"]))
-    check_operator(key, cdr.operator)
-    remaining = rt.deadline_s - (time.monotonic() - t0)
-    (decision,) = await rt.decide("screen", (cdr,), remaining)
-    return Response(_ENCODER.encode(decision), media_type=_JSON)
+    return Response(await screen_one(rt, key, await read_body(request, BODY_LIMITS["small"]), t0), media_type=_JSON)
 
 
 @router.post(
@@ -119,12 +116,7 @@ async def screen_batch(request: Request) -> Response:
     t0 = time.monotonic()
     rt = runtime_of(request)
     key = rt.guard(request, SCREENING)
-    cdrs = decode_batch(await read_body(request, BODY_LIMITS["batch"]))
-    for c in cdrs:
-        check_operator(key, c.operator)
-    budget = rt.deadline_s + len(cdrs) * rt.config.batch_ms_per_call / 1000.0
-    decisions = await rt.decide("screen", cdrs, budget - (time.monotonic() - t0))
-    return Response(_ENCODER.encode(_Decisions(decisions)), media_type=_JSON)
+    return Response(await screen_many(rt, key, await read_body(request, BODY_LIMITS["batch"]), t0), media_type=_JSON)
 
 
 @router.post(
@@ -144,10 +136,38 @@ async def screen_batch(request: Request) -> Response:
     response_class=Response,
 )
 async def report_cdrs(request: Request) -> Response:
+    t0 = time.monotonic()
     rt = runtime_of(request)
     key = rt.guard(request, SCREENING)
-    cdrs = decode_batch(await read_body(request, BODY_LIMITS["batch"]))
+    return Response(await report_many(rt, key, await read_body(request, BODY_LIMITS["batch"]), t0), media_type=_JSON)
+
+
+# -- the routes' work, shared by the FastAPI routes above and service/hotpath.py ----------------
+# Each takes the authenticated key, the raw body and the request's start (time.monotonic()).
+
+
+async def screen_one(rt: Runtime, key: ApiKey, body: bytes, t0: float) -> bytes:
+    """POST /v1/screen: one cdr/1 -> one decision/1 (JSON), within the deadline counted from ``t0``."""
+    cdr = decode(Cdr, body)
+    check_operator(key, cdr.operator)
+    (decision,) = await rt.decide("screen", (cdr,), rt.deadline_s - (time.monotonic() - t0))
+    return _ENCODER.encode(decision)
+
+
+async def screen_many(rt: Runtime, key: ApiKey, body: bytes, t0: float) -> bytes:
+    """POST /v1/screen/batch: ``{"calls": [...]}`` -> ``{"decisions": [...]}``, in input order."""
+    cdrs = decode_batch(body)
     for c in cdrs:
         check_operator(key, c.operator)
-    decisions = await rt.decide("process", cdrs, rt.config.process_timeout_s)
-    return Response(_ENCODER.encode(_Decisions(decisions)), media_type=_JSON)
+    budget = rt.deadline_s + len(cdrs) * rt.config.batch_ms_per_call / 1000.0
+    decisions = await rt.decide("screen", cdrs, budget - (time.monotonic() - t0))
+    return _ENCODER.encode(_Decisions(decisions))
+
+
+async def report_many(rt: Runtime, key: ApiKey, body: bytes, t0: float) -> bytes:
+    """POST /v1/cdrs: completed calls, decided and applied to the state."""
+    cdrs = decode_batch(body)
+    for c in cdrs:
+        check_operator(key, c.operator)
+    decisions = await rt.decide("process", cdrs, rt.config.process_timeout_s - (time.monotonic() - t0))
+    return _ENCODER.encode(_Decisions(decisions))
