@@ -28,7 +28,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import math
 import threading
 import time
 from collections import deque
@@ -251,14 +250,14 @@ class Engine:
                 call_id=c.call_id,
                 operator=c.operator,
                 action=v.action,
-                score=_clip(float(s)),
+                score=s,
                 reasons=list(v.reasons),
                 model_version=version,
                 degraded=degraded,
                 decided_at=decided_at,
                 decision_id=decision_id(c.operator, c.call_id, version),
             )
-            for c, v, s in zip(cdrs, verdicts, scores, strict=True)
+            for c, v, s in zip(cdrs, verdicts, _clipped(scores), strict=True)
         ]
         self.times.policy += time.perf_counter() - t4
         self.times.calls += len(cdrs)
@@ -337,10 +336,15 @@ class Engine:
         return verdicts
 
 
-def _clip(score: float) -> float:
-    if math.isnan(score):
-        return 0.0
-    return min(1.0, max(0.0, score))
+def _clipped(scores: np.ndarray) -> list[float]:
+    """Scores as the decision reports them: in [0, 1], NaN as 0.
+
+    >>> _clipped(np.array([-0.5, 0.25, 1.5, np.nan]))
+    [0.0, 0.25, 1.0, 0.0]
+    """
+    # Plain Python: numpy's clip/nan_to_num cost ~15 us of fixed overhead per call, more
+    # than this loop for any batch a request brings.
+    return [min(s, 1.0) if s >= 0.0 else 0.0 for s in scores.tolist()]
 
 
 def row_features(outcome: Outcome, i: int) -> dict[str, Any]:

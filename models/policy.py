@@ -29,6 +29,7 @@ Everything here is pure: no I/O, no clock, so it is unit-tested exhaustively.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Final, Literal, Protocol
 
@@ -70,6 +71,9 @@ _FOREIGN_TRUNKS: Final = frozenset({"international", "voip"})
 # Under +7 the ranges 0xx, 1xx, 2xx and 5xx belong to neither the Kazakh nor the Russian
 # plan: a CLI there cannot have been issued to anybody, so it is forged.
 _UNALLOCATED_PLUS7: Final = frozenset("0125")
+# Numbers repeat from call to call and classification is a few regexes (~1 us); the
+# policy classifies both ends of every call. Bounded, so a stream of fresh numbers cannot grow it.
+_classify: Final = functools.lru_cache(maxsize=1 << 16)(classify)
 
 
 class ListHit(Protocol):
@@ -126,7 +130,7 @@ def stateless_rule(cdr: Cdr) -> Verdict | None:
 
 
 def _callee_rule(cdr: Cdr) -> Verdict | None:
-    b_class = classify(cdr.b_number)
+    b_class = _classify(cdr.b_number)
     if b_class is NumberClass.EMERGENCY:
         return Verdict("allow", (Reason(code=EMERGENCY_CALLEE),), "rule")
     if b_class is NumberClass.SHORT_CODE:
@@ -135,7 +139,7 @@ def _callee_rule(cdr: Cdr) -> Verdict | None:
 
 
 def _cli_rule(cdr: Cdr) -> Verdict | None:
-    a_class = classify(cdr.a_number)
+    a_class = _classify(cdr.a_number)
     if a_class is NumberClass.INVALID or a_class in (NumberClass.EMERGENCY, NumberClass.SHORT_CODE):
         return Verdict("block", (Reason(code=INVALID_CLI),), "rule")
     if cdr.a_number.startswith("+7") and cdr.a_number[2:3] in _UNALLOCATED_PLUS7:
@@ -163,7 +167,7 @@ def state_rule(cdr: Cdr, ctx: Context) -> Verdict | None:
         cdr.ingress in _FOREIGN_TRUNKS
         and ctx.in_registry
         and not ctx.roaming
-        and classify(cdr.a_number) is NumberClass.KZ_MOBILE
+        and _classify(cdr.a_number) is NumberClass.KZ_MOBILE
     ):
         return Verdict(
             "block",
