@@ -9,7 +9,7 @@ names the LightGBM behaviour it reproduces.
 
 cimport numpy as cnp
 from libc.math cimport INFINITY, NAN, exp, fabs, trunc
-from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t
+from libc.stdint cimport INT64_MAX, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
@@ -24,6 +24,7 @@ ctypedef struct Node:
     # Mirrors compiler.NODE_DTYPE (16 bytes, four nodes per cache line). A split's
     # left child is the next node; a leaf keeps its output in `value`, reads the
     # always-NaN slot and points `right` at itself, so it steps to itself.
+    # TreeSHAP walks this layout; scoring walks WalkNode, derived from it.
     double value
     int32_t right
     uint16_t feature
@@ -39,6 +40,13 @@ ctypedef struct PathElement:
     double pweight
 
 
+cdef extern from *:
+    """
+    #define CALLSCREEN_UNLIKELY(x) __builtin_expect(!!(x), 0)
+    """
+    bint CALLSCREEN_UNLIKELY(bint) noexcept nogil
+
+
 cdef enum:
     KIND_CATEGORICAL = 1
     KIND_LEAF = 2
@@ -49,21 +57,38 @@ cdef enum:
     TRANSFORM_IDENTITY = 0
     TRANSFORM_SIGMOID = 1
     TRANSFORM_EXP = 2
-    # Rows per block in the batch kernel: the transformed block (64 x ~40 doubles,
-    # 2 x 40 slots, 41 KB) stays in L1 while every tree is walked over it.
+    # A scoring node's test: slot <= key (numerical), slot & mask != 0 (categorical,
+    # the slot holds 1 << code), or the out-of-line bitset (categories past 63).
+    WALK_COMPARE = 0
+    WALK_BITS = 1
+    WALK_WIDE = 2
+    # Rows per block in the batch kernel: the transformed block (64 x 81 slots x 8 bytes,
+    # 41 KB) stays in L1 while every tree is walked over it.
     BLOCK_ROWS = 64
     # Rows up to this many features use a stack buffer in the one-row path (no malloc).
     STACK_FEATURES = 511
-    # Trees (one row) and rows (batch) walked in lock-step; set by measurement
-    # (benchmarks/README.md): enough independent load chains to hide L2 latency.
-    TREE_LANES = 8
-    ROW_LANES = 4
 
 # LightGBM's kZeroThreshold is the float literal 1e-35f widened to double.
 cdef double ZERO_THRESHOLD = <double>(<float>1e-35)
 # static_cast<int> of a double outside int range gives INT_MIN on x86-64 (cvttsd2si),
 # which LightGBM's CategoricalDecision then sends right; we make that explicit.
 cdef double INT_LIMIT = 2147483648.0
+# _key(-inf): a missing value that goes left is below every threshold's key.
+cdef int64_t KEY_MISSING_LEFT = <int64_t>0x800FFFFFFFFFFFFF
+# Above every key of a non-NaN threshold: a missing value that goes right.
+cdef int64_t KEY_MISSING_RIGHT = INT64_MAX
+
+
+cdef inline int64_t _key(double v) noexcept nogil:
+    """Order-preserving integer image of a double: a <= b iff _key(a) <= _key(b) (no NaN, no -0.0).
+
+    The sign-magnitude bits of a negative double are flipped so that more negative
+    sorts lower; the walk then compares two int64, which costs the same as a double
+    compare but shares its operands with the categorical bit test.
+    """
+    cdef int64_t b
+    memcpy(&b, &v, sizeof(double))
+    return b ^ ((b >> 63) & INT64_MAX)
 
 
 cdef inline void _transform_row(const double* x, double* xt, const uint8_t* kinds, int n_features) noexcept nogil:
@@ -73,6 +98,7 @@ cdef inline void _transform_row(const double* x, double* xt, const uint8_t* kind
     -inf, so it goes left), xt[F + 1 + j] by default-right ones (NaN: `NaN <= t` is
     false, so it goes right, even past the +inf thresholds LightGBM writes), and
     xt[F] is the NaN every leaf reads. After this, a numerical split is `x <= t`.
+    (TreeSHAP's form; scoring uses _walk_row, the same rules as integers.)
     """
     cdef int j
     cdef double v, right
@@ -108,6 +134,51 @@ cdef inline void _transform_row(const double* x, double* xt, const uint8_t* kind
     xt[n_features] = NAN  # the slot every leaf reads: NaN <= anything is false, so it steps right, to itself
 
 
+cdef inline void _walk_row(const double* x, int64_t* xt, const uint8_t* kinds, int n_features) noexcept nogil:
+    """_transform_row's rules, written as the integers WalkNode tests read.
+
+    Numerical slots hold _key(value), with a missing value as KEY_MISSING_LEFT in the
+    default-left slot and KEY_MISSING_RIGHT in the default-right one. A categorical
+    feature's first slot holds its code (-1: always right), its second 1 << code (0
+    for codes past 63). Slot F is 0, which no bit test matches: leaves step to themselves.
+    """
+    cdef int j
+    cdef double v
+    cdef int64_t k, c
+    cdef uint8_t kind
+    cdef int64_t* xr = xt + n_features + 1
+    for j in range(n_features):
+        v = x[j]
+        if fabs(v) <= ZERO_THRESHOLD:  # see _transform_row; this also turns -0.0 into 0.0
+            v = 0.0
+        kind = kinds[j]
+        if kind == FEATURE_CATEGORICAL:
+            if v != v or v <= -1.0 or v >= INT_LIMIT:
+                c = -1
+            else:
+                c = <int64_t>trunc(v)
+            xt[j] = c
+            xr[j] = <int64_t>((<uint64_t>1) << c) if 0 <= c < 64 else 0
+            continue
+        if v != v:
+            if kind == FEATURE_NONE:
+                k = _key(0.0)
+                xt[j] = k
+                xr[j] = k
+            else:
+                xt[j] = KEY_MISSING_LEFT
+                xr[j] = KEY_MISSING_RIGHT
+            continue
+        if kind == FEATURE_ZERO and v == 0.0:
+            xt[j] = KEY_MISSING_LEFT
+            xr[j] = KEY_MISSING_RIGHT
+            continue
+        k = _key(v)
+        xt[j] = k
+        xr[j] = k
+    xt[n_features] = 0
+
+
 cdef inline bint _in_bitset(double code, double split, const uint32_t* bits, const int32_t* bounds) noexcept nogil:
     # Common::FindInBitset: categories beyond the stored words are not in the set.
     cdef int c = <int>code
@@ -128,9 +199,142 @@ cdef inline int32_t _step(const Node* nodes, int32_t i, const double* xt,
         left = _in_bitset(x, n.value, bits, bounds)
     else:
         left = x <= n.value  # missing values were made +-inf by _transform_row
-    # Branch-free select: a split is a coin flip for the branch predictor, and one
-    # misprediction would flush every lane walked in lock-step with this one.
     return right ^ ((right ^ (i + 1)) & -left)
+
+
+cdef extern from *:
+    """
+    /* The scoring walk, in C so that the lock-step lanes live in registers and the
+       child choice is a select: GCC turns Cython's loops over a lane array into
+       stack round-trips and the kind test into a branch (a coin flip here: most
+       paths interleave categorical and numerical splits), each worth ~1.7x here. */
+    #include <stdint.h>
+    typedef union { int64_t key; uint64_t mask; double value; } cs_payload;
+    typedef struct { cs_payload p; int32_t right; uint16_t slot; uint8_t kind; uint8_t pad; } cs_node;
+
+    static __attribute__((noinline)) uint64_t cs_wide_left(int64_t code, int64_t k, const uint32_t* bits,
+                                                           const int32_t* bounds) {
+        /* Common::FindInBitset for a bitset past 64 categories (kind 2, rare). */
+        int32_t start = bounds[k];
+        if (code < 0 || (code >> 5) >= bounds[k + 1] - start) return 0;
+        return (bits[start + (code >> 5)] >> (code & 31)) & 1;
+    }
+
+    static inline const cs_node* cs_step(const cs_node* n, const int64_t* xt, const char* base,
+                                         const uint32_t* bits, const int32_t* bounds) {
+        int64_t x = xt[n->slot];
+        int64_t p = n->p.key;
+        uint64_t cmp = x <= p, hit = (x & p) != 0;
+        uint64_t left = cmp ^ ((cmp ^ hit) & (0 - (uint64_t)(n->kind & 1)));
+        if (__builtin_expect(n->kind & 2, 0)) left = cs_wide_left(x, p, bits, bounds);
+        uintptr_t right = (uintptr_t)(base + n->right), next = (uintptr_t)(n + 1);
+        return (const cs_node*)(right ^ ((right ^ next) & (0 - left)));
+    }
+
+    /* Walks trees [t, t + CS_TREE_LANES) for one row; returns their outputs added in tree order to total.
+       Lanes are independent chains of dependent loads, in flight together; a leaf steps to itself, so
+       a finished lane idles, and the group ends on the first round where no lane moved. The lane
+       counts are set by measurement (benchmarks/README.md). */
+    #define CS_TREE_LANES 8
+    static inline double cs_walk_trees(const cs_node* nodes, const int32_t* roots, int t, const int64_t* xt,
+                                       const uint32_t* bits, const int32_t* bounds, double total) {
+        const char* base = (const char*)nodes;
+        const cs_node* lane[CS_TREE_LANES];
+        uintptr_t moved;
+        #pragma GCC unroll 16
+        for (int k = 0; k < CS_TREE_LANES; k++) lane[k] = nodes + roots[t + k];
+        do {
+            moved = 0;
+            #pragma GCC unroll 16
+            for (int k = 0; k < CS_TREE_LANES; k++) {
+                const cs_node* next = cs_step(lane[k], xt, base, bits, bounds);
+                moved |= (uintptr_t)next ^ (uintptr_t)lane[k];
+                lane[k] = next;
+            }
+        } while (moved);
+        #pragma GCC unroll 16
+        for (int k = 0; k < CS_TREE_LANES; k++) total += lane[k]->p.value;
+        return total;
+    }
+
+    /* Walks one tree for rows [0, CS_ROW_LANES) of a block (row r at xt + r * stride); adds each output to out[r]. */
+    #define CS_ROW_LANES 4
+    static inline void cs_walk_rows(const cs_node* root, const cs_node* nodes, const int64_t* xt, int stride,
+                                    const uint32_t* bits, const int32_t* bounds, double* out) {
+        const char* base = (const char*)nodes;
+        const cs_node* lane[CS_ROW_LANES];
+        uintptr_t moved;
+        #pragma GCC unroll 16
+        for (int k = 0; k < CS_ROW_LANES; k++) lane[k] = root;
+        do {
+            moved = 0;
+            #pragma GCC unroll 16
+            for (int k = 0; k < CS_ROW_LANES; k++) {
+                const cs_node* next = cs_step(lane[k], xt + k * stride, base, bits, bounds);
+                moved |= (uintptr_t)next ^ (uintptr_t)lane[k];
+                lane[k] = next;
+            }
+        } while (moved);
+        #pragma GCC unroll 16
+        for (int k = 0; k < CS_ROW_LANES; k++) out[k] += lane[k]->p.value;
+    }
+
+    static inline double cs_walk_one(const cs_node* n, const int64_t* xt, const char* base,
+                                     const uint32_t* bits, const int32_t* bounds) {
+        const cs_node* next;
+        while ((next = cs_step(n, xt, base, bits, bounds)) != n) n = next;
+        return n->p.value;
+    }
+    """
+    ctypedef struct WalkNode "cs_node":
+        pass
+    enum: CS_TREE_LANES, CS_ROW_LANES
+    double cs_walk_trees(const WalkNode* nodes, const int32_t* roots, int t, const int64_t* xt,
+                         const uint32_t* bits, const int32_t* bounds, double total) noexcept nogil
+    void cs_walk_rows(const WalkNode* root, const WalkNode* nodes, const int64_t* xt, int stride,
+                      const uint32_t* bits, const int32_t* bounds, double* out) noexcept nogil
+    double cs_walk_one(const WalkNode* n, const int64_t* xt, const char* base,
+                       const uint32_t* bits, const int32_t* bounds) noexcept nogil
+
+
+WALK_DTYPE = np.dtype([("p", "<i8"), ("right", "<i4"), ("slot", "<u2"), ("kind", "u1"), ("pad", "u1")])
+
+
+def walk_layout(nodes, cat_bounds, cat_bits, int n_features):
+    """The WalkNode array for the compiler's Node array (same order, same tree shapes)."""
+    value = np.ascontiguousarray(nodes["value"], dtype=np.float64)
+    kind = nodes["kind"]
+    leaf = (kind & KIND_LEAF) != 0
+    cat = ((kind & KIND_CATEGORICAL) != 0) & ~leaf
+    num = ~leaf & ~cat
+    walk = np.zeros(len(nodes), dtype=WALK_DTYPE)
+    walk["right"] = nodes["right"].astype(np.int64) * WALK_DTYPE.itemsize
+    walk["slot"] = nodes["feature"]
+    walk["kind"] = WALK_COMPARE
+    # Leaves: a bit test on slot F (always 0) fails, so the walk takes `right`, itself.
+    walk["p"][leaf] = value[leaf].view(np.int64)
+    walk["kind"][leaf] = WALK_BITS
+    walk["slot"][leaf] = n_features
+    threshold = value[num] + 0.0  # -0.0 -> 0.0: _key orders the two zeros, <= does not
+    bits = threshold.view(np.int64)
+    keys = bits ^ ((bits >> 63) & np.int64(0x7FFFFFFFFFFFFFFF))
+    keys[np.isnan(threshold)] = np.iinfo(np.int64).min  # x <= NaN never holds
+    walk["p"][num] = keys
+    if cat.any():
+        index = value[cat].astype(np.int64)
+        bounds = np.asarray(cat_bounds, dtype=np.int64)
+        words = np.asarray(cat_bits, dtype=np.uint64)
+        start = bounds[index]
+        width = bounds[index + 1] - start
+        inline = width <= 2
+        mask = np.where(width >= 1, words[np.minimum(start, len(words) - 1)], 0)
+        mask |= np.where(width >= 2, words[np.minimum(start + 1, len(words) - 1)] << np.uint64(32), 0)
+        cat_index = np.flatnonzero(cat)
+        walk["p"][cat_index] = np.where(inline, mask.view(np.int64), index)
+        walk["kind"][cat_index] = np.where(inline, WALK_BITS, WALK_WIDE)
+        walk["slot"][cat_index] = np.where(inline, walk["slot"][cat_index] + n_features + 1,
+                                           walk["slot"][cat_index])
+    return walk
 
 
 cdef class Forest:
@@ -142,6 +346,7 @@ cdef class Forest:
     cdef readonly double sigmoid
     cdef readonly int max_depth
     cdef const Node[::1] _nodes
+    cdef const WalkNode* _walk  # into self._keep[1] (memoryviews cannot type a struct holding a union)
     cdef const int32_t[::1] _roots
     cdef const double[::1] _counts
     cdef const double[::1] _expected
@@ -153,8 +358,10 @@ cdef class Forest:
     def __init__(self, nodes, roots, depths, counts, expected, cat_bounds, cat_bits, feature_kinds,
                  int transform, double sigmoid):
         cat_bits = np.ascontiguousarray(cat_bits if len(cat_bits) else np.zeros(1, np.uint32), np.uint32)
-        self._keep = (nodes, roots, counts, expected, cat_bounds, cat_bits, feature_kinds)
+        walk = walk_layout(nodes, cat_bounds, cat_bits, feature_kinds.shape[0])
+        self._keep = (nodes, walk, roots, counts, expected, cat_bounds, cat_bits, feature_kinds)
         self._nodes = nodes
+        self._walk = <const WalkNode*>cnp.PyArray_DATA(<cnp.ndarray>walk)
         self._roots = roots
         self._counts = counts
         self._expected = expected
@@ -169,82 +376,44 @@ cdef class Forest:
 
     # ---- kernels (nogil, no Python objects) -------------------------------------
 
-    cdef double _raw_one(self, const double* xt) noexcept nogil:
-        """Sum of tree outputs in tree order, from 0.0, as GBDT::PredictRaw does.
-
-        TREE_LANES trees are walked in lock-step so that TREE_LANES independent chains of
-        dependent loads are in flight; leaves step to themselves, so a finished
-        lane simply idles. Outputs are still added in tree order: bit-identical.
-        """
-        cdef const Node* nodes = &self._nodes[0]
+    cdef double _raw_one(self, const int64_t* xt) noexcept nogil:
+        """Sum of tree outputs in tree order, from 0.0, as GBDT::PredictRaw does (see cs_walk_trees)."""
+        cdef const WalkNode* nodes = self._walk
         cdef const int32_t* roots = &self._roots[0]
         cdef const uint32_t* bits = &self._cat_bits[0]
         cdef const int32_t* bounds = &self._cat_bounds[0]
         cdef double total = 0.0
         cdef int t = 0
-        cdef int k
-        cdef uint8_t done
-        cdef int32_t lane[TREE_LANES]
-        while t + TREE_LANES <= self.n_trees:
-            for k in range(TREE_LANES):
-                lane[k] = roots[t + k]
-            while True:
-                done = KIND_LEAF
-                for k in range(TREE_LANES):
-                    done &= nodes[lane[k]].kind
-                if done:
-                    break
-                for k in range(TREE_LANES):
-                    lane[k] = _step(nodes, lane[k], xt, bits, bounds)
-            for k in range(TREE_LANES):
-                total += nodes[lane[k]].value
-            t += TREE_LANES
+        while t + CS_TREE_LANES <= self.n_trees:
+            total = cs_walk_trees(nodes, roots, t, xt, bits, bounds, total)
+            t += CS_TREE_LANES
         while t < self.n_trees:
-            k = roots[t]
-            while not (nodes[k].kind & KIND_LEAF):
-                k = _step(nodes, k, xt, bits, bounds)
-            total += nodes[k].value
+            total += cs_walk_one(nodes + roots[t], xt, <const char*>nodes, bits, bounds)
             t += 1
         return total
 
-    cdef void _raw_block(self, const double* xt, int rows, int stride, double* out) noexcept nogil:
-        """Add every tree, in order, to `rows` transformed rows; ROW_LANES rows per tree in lock-step."""
-        cdef const Node* nodes = &self._nodes[0]
+    cdef void _raw_block(self, const int64_t* xt, int rows, int stride, double* out) noexcept nogil:
+        """Add every tree, in order, to `rows` transformed rows; CS_ROW_LANES rows per tree in lock-step."""
+        cdef const WalkNode* nodes = self._walk
         cdef const int32_t* roots = &self._roots[0]
         cdef const uint32_t* bits = &self._cat_bits[0]
         cdef const int32_t* bounds = &self._cat_bounds[0]
-        cdef int t, r, k
-        cdef int32_t root, a
-        cdef uint8_t done
-        cdef int32_t lane[ROW_LANES]
+        cdef int t, r
+        cdef const WalkNode* root
         for t in range(self.n_trees):
-            root = roots[t]
+            root = nodes + roots[t]
             r = 0
-            while r + ROW_LANES <= rows:
-                for k in range(ROW_LANES):
-                    lane[k] = root
-                while True:
-                    done = KIND_LEAF
-                    for k in range(ROW_LANES):
-                        done &= nodes[lane[k]].kind
-                    if done:
-                        break
-                    for k in range(ROW_LANES):
-                        lane[k] = _step(nodes, lane[k], xt + (r + k) * stride, bits, bounds)
-                for k in range(ROW_LANES):
-                    out[r + k] += nodes[lane[k]].value
-                r += ROW_LANES
+            while r + CS_ROW_LANES <= rows:
+                cs_walk_rows(root, nodes, xt + r * stride, stride, bits, bounds, out + r)
+                r += CS_ROW_LANES
             while r < rows:
-                a = root
-                while not (nodes[a].kind & KIND_LEAF):
-                    a = _step(nodes, a, xt + r * stride, bits, bounds)
-                out[r] += nodes[a].value
+                out[r] += cs_walk_one(root, xt + r * stride, <const char*>nodes, bits, bounds)
                 r += 1
 
     cdef int _raw_batch(self, const double* X, Py_ssize_t n_rows, double* out) noexcept nogil:
         """Raw scores of n_rows C-contiguous rows into out; returns -1 if out of memory."""
         cdef int stride = 2 * self.n_features + 1
-        cdef double* xt = <double*>malloc(BLOCK_ROWS * stride * sizeof(double))
+        cdef int64_t* xt = <int64_t*>malloc(BLOCK_ROWS * stride * sizeof(int64_t))
         cdef Py_ssize_t start
         cdef int rows, r
         if xt == NULL:
@@ -253,8 +422,8 @@ cdef class Forest:
         while start < n_rows:
             rows = <int>min(<Py_ssize_t>BLOCK_ROWS, n_rows - start)
             for r in range(rows):
-                _transform_row(X + (start + r) * self.n_features, xt + r * stride,
-                               &self._kinds[0], self.n_features)
+                _walk_row(X + (start + r) * self.n_features, xt + r * stride,
+                          &self._kinds[0], self.n_features)
                 out[start + r] = 0.0
             self._raw_block(xt, rows, stride, out + start)
             start += rows
@@ -305,16 +474,16 @@ cdef class Forest:
         """Raw score of one row (1-D float64, NaN for missing)."""
         cdef cnp.ndarray arr = self._row(x)
         cdef const double* row = <const double*>cnp.PyArray_DATA(arr)
-        cdef double stack_buf[2 * STACK_FEATURES + 1]
-        cdef double* xt = stack_buf
+        cdef int64_t stack_buf[2 * STACK_FEATURES + 1]
+        cdef int64_t* xt = stack_buf
         cdef double raw
         if self.n_features > STACK_FEATURES:
-            xt = <double*>malloc((2 * self.n_features + 1) * sizeof(double))
+            xt = <int64_t*>malloc((2 * self.n_features + 1) * sizeof(int64_t))
             if xt == NULL:
                 raise MemoryError()
         # The GIL is kept: a one-row walk is ~10 us and dropping and retaking the GIL
         # costs more than it would let other threads do.
-        _transform_row(row, xt, &self._kinds[0], self.n_features)
+        _walk_row(row, xt, &self._kinds[0], self.n_features)
         raw = self._raw_one(xt)
         if xt != stack_buf:
             free(xt)

@@ -382,4 +382,4 @@ def _numeric_kind(missing_type: int) -> FeatureKind:
     raise ModelFormatError(f"missing type {missing_type} in a decision_type; expected 0, 1 or 2")
 
 
-__all__ = ["CompiledModel", "FeatureKind", "Transform", "compile_file", "compile_text", "NODE_DTYPE"]
+__all__ = ["NODE_DTYPE", "CompiledModel", "FeatureKind", "Transform", "compile_file", "compile_text"]

@@ -35,7 +35,7 @@ def same_bits(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> bool:
 
 def thresholds(text: str) -> list[float]:
     """Every split threshold in a model, to aim values exactly at and just around them."""
-    found = [float(v) for line in re.findall(r"^threshold=(.*)$", text, re.M) for v in line.split()]
+    found = [float(v) for line in re.findall(r"^threshold=(.*)$", text, re.MULTILINE) for v in line.split()]
     return sorted(set(found))
 
 
@@ -130,3 +130,20 @@ def test_contributions_sum_to_the_raw_score() -> None:
     X, _ = make_data(6, n=20, nan_rate=0.2)
     for x in X:
         assert scorer.contributions(x).sum() == pytest.approx(scorer.predict_raw_one(x), abs=1e-9)
+
+
+def test_categories_past_63_match_lightgbm() -> None:
+    # Bitsets wider than 64 categories take the scorer's out-of-line bitset test; the
+    # others a one-word bit test on 1 << code. Both kinds, and codes around 63/64.
+    rng = np.random.default_rng(11)
+    n = 3000
+    X = rng.normal(size=(n, 3))
+    X[:, 2] = rng.integers(0, 300, size=n)
+    y = ((X[:, 0] + np.isin(X[:, 2] % 7, [1, 2, 5]) * 2 + rng.normal(size=n)) > 1).astype(np.float64)
+    booster = train(X, y, 25, categorical_feature=[2], max_cat_to_onehot=4, max_cat_threshold=128,
+                    cat_smooth=1, min_data_per_group=2, cat_l2=0.1, num_leaves=31)
+    scorer = Scorer.from_string(booster.model_to_string())
+    assert int(np.diff(scorer.model.cat_bounds).max()) > 2  # some split needs more than 64 bits
+    Xt = rng.normal(size=(400, 3))
+    Xt[:, 2] = rng.choice([*range(-3, 310), 62.5, 63.9, 64.0, 1e9, np.nan, np.inf, -np.inf], size=400)
+    check_parity(scorer, booster, Xt, contrib=False)
