@@ -16,6 +16,7 @@ from typing import Any
 
 _BULK_TIMEOUT_S = 30.0
 _ADMIN_TIMEOUT_S = 5.0
+_PREFIX = "cs:"  # the key prefix of the store (RedisStore's default)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -74,7 +75,7 @@ def _list_arg(p: argparse.ArgumentParser, default: str | None = None) -> None:
 
 
 def _when(text: str) -> dt.datetime:
-    value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    value = dt.datetime.fromisoformat(text)
     if value.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset; add one, e.g. {text}Z")
     return value
@@ -92,25 +93,35 @@ def _numbers(given: str | None) -> list[str]:
     return [canonical(n) for n in raw]
 
 
-def _store(timeout: float) -> Any:
-    """The RedisStore of ``CALLSCREEN_REDIS_URL``, with explicit socket timeouts."""
+def _client(timeout: float) -> Any:
+    """A client of ``CALLSCREEN_REDIS_URL``, with explicit socket timeouts."""
     import redis
 
     from deploy import settings
-    from features.redisstore import RedisStore
 
     s = settings.load(default_env="development")
     if not s.redis_url:
         raise SystemExit(_fail("CALLSCREEN_REDIS_URL is not set (run `callscreen up` or point it at Redis)"))
-    client = redis.Redis.from_url(s.redis_url, socket_timeout=timeout, socket_connect_timeout=_ADMIN_TIMEOUT_S)
-    return RedisStore(client)
+    return redis.Redis.from_url(s.redis_url, socket_timeout=timeout, socket_connect_timeout=_ADMIN_TIMEOUT_S)
+
+
+def _store(timeout: float) -> Any:
+    """The RedisStore of ``CALLSCREEN_REDIS_URL``, with explicit socket timeouts."""
+    from features.redisstore import RedisStore
+
+    return RedisStore(_client(timeout), prefix=_PREFIX)
 
 
 def _guard(fn: Any) -> Any:
     """Turn the store's and the input's domain errors into one-line messages and exit code 2."""
 
     def run(args: argparse.Namespace) -> int:
-        from features.errors import ContractError, NumberFormatError, StoreRecordError, StoreUnavailableError
+        from features.errors import (
+            ContractError,
+            NumberFormatError,
+            StoreRecordError,
+            StoreUnavailableError,
+        )
 
         try:
             return int(fn(args))
@@ -123,13 +134,16 @@ def _guard(fn: Any) -> Any:
 @_guard
 def _load(args: argparse.Namespace) -> int:
     from features.registry_codec import OwnerHasher
-    from features.registry_load import load
+    from features.registry_load import RedisBulk, load
 
     if not args.file.exists():
         return _fail(f"{args.file} does not exist")
-    store = _store(_BULK_TIMEOUT_S)
+    from features.redisstore import RedisStore
+
+    client = _client(_BULK_TIMEOUT_S)
+    store = RedisStore(client, prefix=_PREFIX)
     t0 = time.perf_counter()
-    n = load(store, args.file, OwnerHasher())
+    n = load(RedisBulk(client, store.operator_code, prefix=_PREFIX), args.file, OwnerHasher())
     elapsed = time.perf_counter() - t0
     sys.stdout.write(f"loaded {n} subscriber records in {elapsed:.2f} s ({n / max(elapsed, 1e-9):,.0f} records/s)\n")
     return 0

@@ -25,15 +25,15 @@ stored, only its keyed digest, which is what ``numbers_per_owner`` needs.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from dataclasses import dataclass
 from typing import Final
 
+from features._registry_pack import OwnerDigest
 from features.contracts import Subscriber
 from features.definitions import BIOMETRIC_CODES, Biometric
 from features.errors import StoreRecordError
 
-EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 ONE_MS: Final = dt.timedelta(milliseconds=1)
 OWNER_DIGEST_BYTES: Final = 8
 DEV_OWNER_KEY: Final = b"callscreen-dev-owner-key-0123456789"
@@ -46,9 +46,9 @@ _MAX_U48: Final = 2**48
 def epoch_ms(t: dt.datetime) -> int:
     """Exact epoch milliseconds (floored), without float rounding.
 
-    >>> epoch_ms(dt.datetime(2026, 11, 20, 8, 15, 30, 250000, tzinfo=dt.timezone.utc))
+    >>> epoch_ms(dt.datetime(2026, 11, 20, 8, 15, 30, 250000, tzinfo=dt.UTC))
     1795162530250
-    >>> epoch_ms(dt.datetime(1969, 12, 31, 23, 59, 59, 999500, tzinfo=dt.timezone.utc))
+    >>> epoch_ms(dt.datetime(1969, 12, 31, 23, 59, 59, 999500, tzinfo=dt.UTC))
     -1
     """
     s = t.timestamp()
@@ -77,17 +77,30 @@ class Unpacked:
 
 
 class OwnerHasher:
-    """Keyed BLAKE2b-64 of owner references (an unkeyed hash of a short id is enumerable)."""
+    """Keyed BLAKE2b-64 of owner references (an unkeyed hash of a short id is enumerable).
 
-    __slots__ = ("_key",)
+    The digest is ``hashlib.blake2b(owner_ref.encode(), digest_size=8, key=key)``, computed by
+    ``_registry_pack.OwnerDigest`` (hashlib's per-call object costs more than the hash).
+
+    >>> import hashlib
+    >>> OwnerHasher()("owner-1") == hashlib.blake2b(b"owner-1", digest_size=8, key=DEV_OWNER_KEY).digest()
+    True
+    """
+
+    __slots__ = ("_digest", "_key")
 
     def __init__(self, key: bytes = DEV_OWNER_KEY) -> None:
         if len(key) < 16:
             raise ValueError(f"owner hash key needs at least 16 bytes, got {len(key)}")
         self._key = key[:64]
+        self._digest = OwnerDigest(self._key)
+
+    @property
+    def key(self) -> bytes:
+        return self._key
 
     def __call__(self, owner_ref: str) -> bytes:
-        return hashlib.blake2b(owner_ref.encode(), digest_size=OWNER_DIGEST_BYTES, key=self._key).digest()
+        return self._digest(owner_ref)
 
 
 def pack(sub: Subscriber, operator_code: int, owner: bytes | None) -> bytes:

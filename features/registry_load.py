@@ -1,32 +1,116 @@
 """Bulk loading of the subscriber registry from JSON Lines or Parquet (``callscreen subscribers load``).
 
-Fast enough for a national registry (the target is 100k records/s): JSON Lines are
-validated by msgspec in chunks, Parquet columns are read by pyarrow and validated
-column-wise; records go to Redis as packed triples in large Lua calls
-(``RedisStore.upsert_packed``). Within a file, a later record for a number replaces the
-earlier one, as on the ``subscriber-status`` topic.
+The target is 100k records/s, so the client may spend a few microseconds per record:
+
+* JSON Lines are read in blocks of ``BLOCK_BYTES`` and decoded by msgspec in one call per
+  block into a struct without the contract's regex patterns (the patterns cost more than the
+  rest of the decoding); ``features/_registry_pack.pyx`` then makes the same checks in C,
+  packs the records and hashes the owners. A block with any problem (or a blank line) is
+  decoded again line by line with the contract, which names the line and the field.
+* Records are sorted by registry bucket in windows of ``WINDOW`` records (a stable sort: a
+  later record for a number still replaces an earlier one), so that one HMGET and one HSET
+  serve many numbers of a bucket, and written as ``registry.lua`` calls of ``PER_CALL``
+  records (a few ms of Redis time each, so screening calls are not stalled for long).
+* ``RedisBulk`` sends the calls in Redis wire format, pipelined on one connection from a
+  background thread, while the caller decodes and packs the next window.
+
+Within a file a later record for a number replaces the earlier one, as on the
+``subscriber-status`` topic; owner counts stay exact (the script reads each old record).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+import datetime as dt
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Annotated, Any, Final, Literal, Protocol
 
 import msgspec
+import numpy as np
+import numpy.typing as npt
+import redis
+from redis.exceptions import BusyLoadingError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from features.contracts import Subscriber, convert
+from features._registry_pack import (
+    OwnerDigest,
+    RecordCheckError,
+    encode_calls,
+    pack_records,
+)
+from features.contracts import Subscriber, convert, decode
 from features.definitions import BIOMETRIC_CODES
-from features.errors import ContractError
-from features.numbering import E164_PATTERN
-from features.registry_codec import OwnerHasher, bucket, pack, pack_fields
+from features.errors import ContractError, StoreRecordError, StoreUnavailableError
+from features.registry_codec import OwnerHasher
 
-CHUNK: Final = 200_000  # records per sorted write chunk: about 20 per registry bucket at national density
-_E164: Final = re.compile(E164_PATTERN)
-_COUNTRY: Final = re.compile(r"^[A-Z]{2}$")
-_TYPES: Final = frozenset({"individual", "corporate"})
+BLOCK_BYTES: Final = 4 << 20  # about 18k records of ~230 bytes
+WINDOW: Final = 250_000  # records sorted together: ~5 per bucket at 20 % density, 1M numbers
+PER_CALL: Final = 1000  # records per script call
+_BIOMETRIC: Final = {name: int(code) for name, code in BIOMETRIC_CODES.items()}
+_UNAVAILABLE: Final = (RedisConnectionError, RedisTimeoutError, BusyLoadingError, OSError)
+
+Timestamp = Annotated[dt.datetime, msgspec.Meta(tz=True)]
+
+
+class Unchecked(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """``Subscriber`` without its patterns and lengths (``pack_records`` checks those)."""
+
+    msisdn: str
+    operator: str
+    biometric_status: Literal["verified", "pending", "failed", "unverified"]
+    sim_activated_at: Timestamp
+    verified_at: Timestamp | None = None
+    subscriber_type: Literal["individual", "corporate"] = "individual"
+    roaming_country: str | None = None
+    owner_ref: str | None = None
+
+
+_BLOCK_DECODER: Final = msgspec.json.Decoder(list[Unchecked])
+_ONE_DECODER: Final = msgspec.json.Decoder(Unchecked)
+
+
+@dataclass(frozen=True)
+class Packed:
+    """Packed records in input order (``_registry_pack.pack_records``)."""
+
+    bucket: npt.NDArray[np.int64]
+    field: npt.NDArray[np.uint8]
+    packed: npt.NDArray[np.uint8]
+    length: npt.NDArray[np.uint8]
+
+    def __len__(self) -> int:
+        return len(self.bucket)
+
+    @staticmethod
+    def concat(parts: Sequence[Packed]) -> Packed:
+        if len(parts) == 1:
+            return parts[0]
+        return Packed(*(np.concatenate([getattr(p, name) for p in parts])
+                        for name in ("bucket", "field", "packed", "length")))
+
+    def triples(self) -> list[tuple[str, bytes, bytes]]:
+        """(bucket, field, packed record) as ``RedisStore.upsert_packed`` takes them."""
+        return [(f"+{b}", bytes((f,)), bytes(p[:n]))
+                for b, f, p, n in zip(self.bucket.tolist(), self.field.tolist(), self.packed, self.length.tolist(),
+                                      strict=True)]
+
+
+class Packer:
+    """Checks and packs records; operator codes are cached, new ones asked of ``operator_code``."""
+
+    def __init__(self, operator_code: Callable[[str], int], owner_hash: OwnerHasher) -> None:
+        self._op_code = operator_code
+        self._op_codes: dict[str, int] = {}
+        self._digest = OwnerDigest(owner_hash.key)
+
+    def pack(self, records: Sequence[Unchecked | Subscriber], *, check: bool = True) -> Packed:
+        """Pack; with ``check`` (records not built by the contract), the first record failing
+        one of the contract's pattern or length checks raises ``RecordCheckError(index)``."""
+        return Packed(*pack_records(list(records), self._op_codes, self._op_code, self._digest, _BIOMETRIC, check))
 
 
 class PackedSink(Protocol):
@@ -34,135 +118,228 @@ class PackedSink(Protocol):
     def upsert_packed(self, records: list[tuple[str, bytes, bytes]]) -> int: ...
 
 
-class _Writer:
-    """Writes chunks on one background thread, so that packing the next chunk overlaps
-    Redis applying this one (the socket wait releases the GIL). At most two chunks in flight."""
+class RedisBulk:
+    """The fast sink: ``registry.lua`` calls in wire format, pipelined on one connection by a
+    background thread (the socket waits release the GIL), so Redis applies one window while
+    the caller packs the next. At most one window waits behind the one being sent.
 
-    def __init__(self, sink: PackedSink) -> None:
-        self._sink = sink
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="registry-load")
-        self._pending: list[Future[int]] = []
+    ``operator_code`` is the store's (``RedisStore.operator_code``); ``prefix`` must be the
+    store's key prefix."""
+
+    def __init__(self, client: redis.Redis, operator_code: Callable[[str], int], *, prefix: str = "cs:",
+                 per_call: int = PER_CALL) -> None:
+        script = _script()
+        self.operator_code = operator_code
+        self._client = client
+        self._per_call = per_call
+        self._head = b"".join(_bulk(x) for x in (b"EVAL", script, b"0", prefix.encode(), b"u"))
+        self._queue: queue.Queue[list[bytes] | None] = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
         self.total = 0
+        self._thread = threading.Thread(target=self._send_all, name="registry-load", daemon=True)
+        self._thread.start()
 
-    def put(self, records: list[tuple[str, bytes, bytes]]) -> None:
-        if len(self._pending) >= 2:
-            self.total += self._pending.pop(0).result()
-        self._pending.append(self._pool.submit(self._sink.upsert_packed, records))
+    def put(self, packed: Packed) -> None:
+        """Queue a window; blocks while the previous one is still waiting to be sent."""
+        order = np.argsort(packed.bucket, kind="stable")
+        calls = encode_calls(packed.bucket, packed.field, packed.packed, packed.length, order, self._head, 5,
+                             self._per_call)
+        while self._error is None:
+            try:
+                self._queue.put(calls, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+        self._raise()
 
     def close(self) -> int:
+        """Wait for every queued call; returns the records the script wrote."""
+        while self._thread.is_alive():
+            try:
+                self._queue.put(None, timeout=0.2)
+                break
+            except queue.Full:
+                continue
+        self._thread.join()
+        self._raise()
+        return self.total
+
+    def _raise(self) -> None:
+        exc = self._error
+        if exc is None:
+            return
+        if isinstance(exc, _UNAVAILABLE):
+            raise StoreUnavailableError(f"feature store: Redis unavailable ({type(exc).__name__})") from exc
+        if isinstance(exc, redis.ResponseError):
+            raise StoreRecordError(f"registry script failed: {exc}") from exc
+        raise exc
+
+    def _send_all(self) -> None:
+        conn: Any = None
         try:
-            for f in self._pending:
-                self.total += f.result()
+            conn = self._client.connection_pool.get_connection()
+            while (calls := self._queue.get()) is not None:
+                conn.send_packed_command(calls, check_health=False)
+                for _ in calls:
+                    reply = conn.read_response()
+                    if isinstance(reply, Exception):
+                        raise reply
+                    self.total += int(reply)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread, raised there
+            self._error = exc
+            if conn is not None:
+                conn.disconnect()
+            while True:  # unblock a put() waiting on the queue
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    break
         finally:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            if conn is not None:
+                self._client.connection_pool.release(conn)
+
+
+def _script() -> bytes:
+    from importlib import resources
+
+    return resources.files("features").joinpath("registry.lua").read_bytes()
+
+
+def _bulk(x: bytes) -> bytes:
+    return b"$%d\r\n%b\r\n" % (len(x), x)
+
+
+class _Writer:
+    """The sink behind one load: ``RedisBulk`` as is, any other sink through ``upsert_packed``."""
+
+    def __init__(self, sink: RedisBulk | PackedSink) -> None:
+        self._sink = sink
+        self.total = 0
+
+    def put(self, packed: Packed) -> None:
+        if isinstance(self._sink, RedisBulk):
+            self._sink.put(packed)
+        else:
+            self.total += self._sink.upsert_packed(packed.triples())
+
+    def close(self) -> int:
+        if isinstance(self._sink, RedisBulk):
+            return self._sink.close()
         return self.total
 
 
-def read_jsonl(path: Path) -> Iterator[list[Subscriber]]:
-    """Validated records in chunks; a bad line raises ContractError naming its line number."""
-    decoder = msgspec.json.Decoder(list[Subscriber])
+def read_jsonl_blocks(path: Path) -> Iterator[tuple[bytes, int]]:
+    """Blocks of whole lines, with the number of each block's first line."""
+    line = 1
+    rest = b""
     with path.open("rb") as f:
-        lines: list[bytes] = []
-        first = 1
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                lines.append(line)
-            if len(lines) >= CHUNK:
-                yield _decode(decoder, lines, first)
-                lines, first = [], n + 1
-        if lines:
-            yield _decode(decoder, lines, first)
+        while chunk := f.read(BLOCK_BYTES):
+            data = rest + chunk
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:
+                rest = data
+                continue
+            block, rest = data[:cut], data[cut:]
+            yield block, line
+            line += block.count(b"\n")
+    if rest:
+        yield rest, line
 
 
-def _decode(decoder: msgspec.json.Decoder[list[Subscriber]], lines: list[bytes], first: int) -> list[Subscriber]:
-    try:
-        return decoder.decode(b"[" + b",".join(lines) + b"]")
-    except msgspec.ValidationError:
-        pass  # find the line and say which
-    except msgspec.DecodeError:
-        pass
-    for k, line in enumerate(lines):
+def decode_block(block: bytes, first_line: int) -> tuple[list[Unchecked] | list[Subscriber], bool]:
+    """The records of a block of lines, and whether the contract checked them: unchecked on the
+    fast path; decoded line by line with the contract when the fast decoding fails (a blank
+    line, a bad record), where a bad line raises ContractError naming it."""
+    body = block[:-1] if block.endswith(b"\n") else block
+    if body:
         try:
-            convert(Subscriber, msgspec.json.decode(line))
-        except (ContractError, msgspec.DecodeError) as exc:
-            raise ContractError(f"line {first + k}: {exc}", record="subscriber/1", field=None) from None
-    raise ContractError(f"lines {first}-{first + len(lines) - 1}: not valid subscriber/1", record="subscriber/1",
-                        field=None)
+            return _BLOCK_DECODER.decode(b"[" + body.replace(b"\n", b",") + b"]"), False
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            pass  # the slow path finds the line
+    return contract_lines(block, first_line), True
 
 
-def load_jsonl(sink: PackedSink, path: Path, owner_hash: OwnerHasher) -> int:
+def contract_lines(block: bytes, first_line: int) -> list[Subscriber]:
+    out = []
+    for k, line in enumerate(block.split(b"\n")):
+        if line.strip():
+            try:
+                out.append(decode(Subscriber, line))
+            except ContractError as exc:
+                raise ContractError(f"line {first_line + k}: {exc}", record="subscriber/1", field=exc.field) from None
+    return out
+
+
+def load_jsonl(sink: RedisBulk | PackedSink, path: Path, owner_hash: OwnerHasher) -> int:
+    packer = Packer(sink.operator_code, owner_hash)
     writer = _Writer(sink)
+    window: list[Packed] = []
+    held = 0
     try:
-        for chunk in read_jsonl(path):
-            records = []
-            for s in chunk:
-                b, f = bucket(s.msisdn)
-                owner = None if s.owner_ref is None else owner_hash(s.owner_ref)
-                records.append((b, f, pack(s, sink.operator_code(s.operator), owner)))
-            writer.put(records)
+        for block, first in read_jsonl_blocks(path):
+            records, checked = decode_block(block, first)
+            try:
+                packed = packer.pack(records, check=not checked)
+            except RecordCheckError:
+                packed = packer.pack(contract_lines(block, first), check=False)
+            window.append(packed)
+            held += len(packed)
+            if held >= WINDOW:
+                writer.put(Packed.concat(window))
+                window, held = [], 0
+        if window:
+            writer.put(Packed.concat(window))
     finally:
         total = writer.close()
     return total
 
 
-def load_parquet(sink: PackedSink, path: Path, owner_hash: OwnerHasher) -> int:
-    """Column-wise: each batch's columns become Python lists once, then one pass packs them."""
+def load_parquet(sink: RedisBulk | PackedSink, path: Path, owner_hash: OwnerHasher) -> int:
+    """Row batches become ``Unchecked`` records (times as UTC), then take the JSON path's packer."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
-    total = 0
+    packer = Packer(sink.operator_code, owner_hash)
     writer = _Writer(sink)
+    wanted = [f for f in Unchecked.__struct_fields__]
+    rows_before = 0
     try:
         dataset = ds.dataset(str(path), format="parquet")
-        wanted = ["msisdn", "operator", "biometric_status", "sim_activated_at", "verified_at",
-                  "subscriber_type", "roaming_country", "owner_ref"]
         names = set(dataset.schema.names)
-        for batch in dataset.to_batches(columns=[c for c in wanted if c in names], batch_size=CHUNK):
-            n = batch.num_rows
-            col = {name: batch.column(name) for name in batch.schema.names}
-
-            def pylist(name: str, n: int = n, col: dict[str, pa.Array] = col) -> list[object]:
-                return col[name].to_pylist() if name in col else [None] * n
-
-            def millis(name: str, n: int = n, col: dict[str, pa.Array] = col) -> list[int | None]:
-                if name not in col:
-                    return [None] * n
-                ms: list[int | None] = pc.cast(col[name].cast(pa.timestamp("ms", tz="UTC")), pa.int64()).to_pylist()
-                return ms
-
-            msisdn, operator, status = pylist("msisdn"), pylist("operator"), pylist("biometric_status")
-            kind, roaming, owner = pylist("subscriber_type"), pylist("roaming_country"), pylist("owner_ref")
-            activated, verified = millis("sim_activated_at"), millis("verified_at")
-            records = []
-            for i in range(n):
-                m, st, act, k, r = msisdn[i], status[i], activated[i], kind[i] or "individual", roaming[i]
-                if not isinstance(m, str) or not _E164.match(m):
-                    raise ContractError(f"row {total + i}: field 'msisdn' is not E.164; fix: +77011234567 form",
-                                        record="subscriber/1", field="msisdn")
-                if st not in BIOMETRIC_CODES or act is None or k not in _TYPES or (
-                    r is not None and not _COUNTRY.match(str(r))
-                ):
-                    # the slow path names the exact field and value
-                    convert(Subscriber, {name: col[name][i].as_py() for name in col})
-                op = operator[i]
-                if not isinstance(op, str) or not op:
-                    raise ContractError(f"row {total + i}: field 'operator' is missing", record="subscriber/1",
-                                        field="operator")
-                o = owner[i]
-                b, f = bucket(m)
-                records.append((b, f, pack_fields(
-                    int(BIOMETRIC_CODES[st]), k == "corporate", sink.operator_code(op), int(act),  # type: ignore[index,arg-type]
-                    verified[i], r if isinstance(r, str) else None, None if o is None else owner_hash(str(o)),
-                )))
-            writer.put(records)
-            total += n
+        for batch in dataset.to_batches(columns=[c for c in wanted if c in names], batch_size=WINDOW):
+            columns = []
+            for name in batch.schema.names:
+                col = batch.column(name)
+                if pa.types.is_timestamp(col.type):
+                    col = col.cast(pa.timestamp("us", tz="UTC"))
+                elif name == "subscriber_type":
+                    col = pc.fill_null(col, "individual")
+                columns.append(col)
+            rows = pa.RecordBatch.from_arrays(columns, names=batch.schema.names).to_pylist()
+            for row in rows:  # absent optional values take the contract's defaults
+                for key in [k for k, v in row.items() if v is None]:
+                    del row[key]
+            try:
+                records = msgspec.convert(rows, list[Unchecked])
+                packed = packer.pack(records)
+            except (msgspec.ValidationError, RecordCheckError):
+                checked = []
+                for k, row in enumerate(rows):
+                    try:
+                        checked.append(convert(Subscriber, row))
+                    except ContractError as exc:
+                        raise ContractError(f"row {rows_before + k}: {exc}", record="subscriber/1",
+                                            field=exc.field) from None
+                packed = packer.pack(checked, check=False)
+            writer.put(packed)
+            rows_before += len(rows)
     finally:
-        written = writer.close()
-    return written
+        total = writer.close()
+    return total
 
 
-def load(sink: PackedSink, path: Path, owner_hash: OwnerHasher) -> int:
+def load(sink: RedisBulk | PackedSink, path: Path, owner_hash: OwnerHasher) -> int:
     """Load a .jsonl file or a Parquet file/dataset folder; returns the records written."""
     if path.suffix == ".jsonl":
         return load_jsonl(sink, path, owner_hash)
