@@ -12,6 +12,14 @@ checked (status 200, a decision for the right call_id) - a wrong answer fails th
 
 The bare ceiling is a FastAPI endpoint that only reads the same body, parses it with
 msgspec and echoes it: what any endpoint costs on this stack before it does any work.
+A plain ASGI callable doing the same ("asgi echo") is measured too: it shows what the
+HTTP server alone costs, since the switch routes are served ahead of FastAPI's stack
+(service/hotpath.py).
+
+Absolute rates on a shared 2-core machine move with the other tenants' load, so each
+point also records CPU seconds per request of every process involved (the server, and
+its event-loop and engine-lane threads; redis-server; the load generator), read from
+/proc before and after the point: those ratios hold under load.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import functools
 import json
 import os
 import subprocess
@@ -51,6 +60,27 @@ def echo_app() -> Any:
     return app
 
 
+def asgi_echo_app() -> Any:
+    decoder = msgspec.json.Decoder()
+    encoder = msgspec.json.Encoder()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = encoder.encode(decoder.decode(b"".join(chunks)))
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
 def api_app(redis_url: str, registry_dir: str) -> Any:
     import redis
     from redis.backoff import NoBackoff
@@ -70,9 +100,9 @@ def serve(kind: str, port: int, redis_url: str, registry_dir: str) -> None:
     import uvicorn
 
     sys.setswitchinterval(0.001)
-    app = echo_app() if kind == "echo" else api_app(redis_url, registry_dir)
+    app = {"echo": echo_app, "asgi": asgi_echo_app}.get(kind, lambda: api_app(redis_url, registry_dir))()
     uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools",
-                access_log=False, log_level="warning")
+                access_log=False, log_level="warning", lifespan="off" if kind == "asgi" else "auto")
 
 
 # -- load generator ---------------------------------------------------------------------------
@@ -138,8 +168,13 @@ async def _load(port: int, path: str, requests: list[bytes], expect: list[bytes]
                 seconds: float, warmup: float) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     # Warm-up (JIT-free Python still has caches: Lua script load, connection pools).
+    warmup_requests = 0
+    lat: list[float] = []
+    cpu0 = 0.0
     for phase, dur in (("warmup", warmup), ("measure", seconds)):
-        lat: list[float] = []
+        warmup_requests = len(lat)  # at "measure": what the warm-up sent
+        cpu0 = time.process_time()
+        lat = []
         errors: list[str] = []
         dones = []
         protocols: list[_Conn] = []
@@ -150,14 +185,17 @@ async def _load(port: int, path: str, requests: list[bytes], expect: list[bytes]
             shift = c * 7
             reqs, exp = requests[shift:] + requests[:shift], expect[shift:] + expect[:shift]
             _, proto = await loop.create_connection(
-                lambda r=reqs, e=exp, d=done: _Conn(r, e, deadline, lat, d, errors), "127.0.0.1", port)
+                functools.partial(_Conn, reqs, exp, deadline, lat, done, errors), "127.0.0.1", port)
             protocols.append(proto)
             dones.append(done)
         await asyncio.gather(*dones)
         elapsed = time.perf_counter() - t0
+    own_cpu = time.process_time() - cpu0
     arr = np.array(lat) * 1000.0
     return {
-        "path": path, "connections": conns, "requests": len(lat), "seconds": round(elapsed, 2),
+        "path": path, "connections": conns, "requests": len(lat), "warmup_requests": warmup_requests,
+        "cpu_us_per_request": round(own_cpu / max(1, len(lat)) * 1e6, 1),
+        "seconds": round(elapsed, 2),
         "req_per_s": round(len(lat) / elapsed, 1),
         "undegraded_req_per_s": round((len(lat) - sum(p.degraded for p in protocols)) / elapsed, 1),
         "p50_ms": round(float(np.percentile(arr, 50)), 3), "p99_ms": round(float(np.percentile(arr, 99)), 3),
@@ -317,15 +355,47 @@ def _start_server(kind: str, port: int, redis_url: str, registry_dir: Path, log:
     return proc
 
 
-def _run_load(port: int, path: str, workload: Path, conns: int, seconds: float) -> dict[str, Any]:
-    out = subprocess.run(
+def _cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of ``pid``: its main thread, its other threads, and in total."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        # The main thread runs the event loop; the API's other busy thread is the engine lane.
+        key = "loop" if tid == str(pid) else "other threads"
+        out[key] = out.get(key, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    out["total"] = sum(out.values())
+    return out
+
+
+def _run_load(port: int, path: str, workload: Path, conns: int, seconds: float,
+              watch: dict[str, int]) -> dict[str, Any]:
+    before = {name: _cpu_seconds(pid) for name, pid in watch.items()}
+    proc = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.api", "load", str(port), path, str(workload), str(conns),
          str(seconds), str(min(2.0, seconds / 3))],
-        cwd=ROOT, capture_output=True, text=True, timeout=seconds * 4 + 60, check=True,
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    result: dict[str, Any] = json.loads(out.stdout)
+    out, err = proc.communicate(timeout=seconds * 4 + 60)
+    if proc.returncode:
+        raise RuntimeError(f"load generator failed: {err[-2000:]}")
+    after = {name: _cpu_seconds(pid) for name, pid in watch.items()}
+    result: dict[str, Any] = json.loads(out)
     if result["errors"]:
         raise RuntimeError(f"{path} at {conns} connections: {result['errors']} wrong answers, e.g. {result['first_error']}")
+    # Warm-up included on both sides: CPU over all requests sent (warm-up + measured).
+    sent = result["requests"] + result["warmup_requests"]
+    cpu = {}
+    for name in watch:
+        for thread, t in after[name].items():
+            used = t - before[name].get(thread, 0.0)
+            if thread == "total" or (name == "server" and used > 0):
+                cpu[name if thread == "total" else f"{name} {thread}"] = round(used / sent * 1e6, 1)
+    cpu["load generator"] = result.pop("cpu_us_per_request")
+    result["cpu_us_per_request"] = cpu
     return result
 
 
@@ -346,26 +416,34 @@ def main() -> int:
             loads = workloads(numbers, root)
             facts["engine_alone"] = engine_alone(url, root / "models", loads)
             print(json.dumps({"engine_alone": facts["engine_alone"]}), flush=True)
-            results: dict[str, Any] = {"machine": {"cpus": os.cpu_count()}, "world": facts, "runs": []}
-            echo_port, api_port = free_port(), free_port()
-            # Both servers up, measured alternately (echo, api) per connection count, so that
-            # the other tenants of this shared machine weigh on both alike.
-            servers.append(_start_server("echo", echo_port, url, root / "models", root / "echo.log"))
-            servers.append(_start_server("api", api_port, url, root / "models", root / "api.log"))
+            results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg()},
+                                       "world": facts, "runs": []}
+            ports = {"bare echo": free_port(), "asgi echo": free_port(), "callscreen": free_port()}
+            # All servers up, measured in turn per connection count, so that the other
+            # tenants of this shared machine weigh on all alike.
+            kinds = {"bare echo": "echo", "asgi echo": "asgi", "callscreen": "api"}
+            for name, port in ports.items():
+                servers.append(_start_server(kinds[name], port, url, root / "models", root / f"{kinds[name]}.log"))
+            pids = {name: s.pid for name, s in zip(ports, servers, strict=True)}
             for conns in (1, 16):
-                for name, port in (("bare echo", echo_port), ("callscreen", api_port)):
-                    r = _run_load(port, "/v1/screen", loads["single"], conns, args.seconds)
+                for name, port in ports.items():
+                    watch = {"server": pids[name], "redis": redis.pid}
+                    r = _run_load(port, "/v1/screen", loads["single"], conns, args.seconds, watch)
                     results["runs"].append({"server": name, **r})
                     print(json.dumps(results["runs"][-1]), flush=True)
-            r = _run_load(api_port, "/v1/screen/batch", loads["batch"], 2, args.seconds)
+            watch = {"server": pids["callscreen"], "redis": redis.pid}
+            r = _run_load(ports["callscreen"], "/v1/screen/batch", loads["batch"], 2, args.seconds, watch)
             r["calls_per_s"] = round(r["req_per_s"] * 1000, 0)
             r["undegraded_calls_per_s"] = round(r["undegraded_req_per_s"] * 1000, 0)
+            r["cpu_us_per_call"] = {k: round(v / 1000, 1) for k, v in r.pop("cpu_us_per_request").items()}
             results["runs"].append({"server": "callscreen", **r})
             print(json.dumps(results["runs"][-1]), flush=True)
+            results["machine"]["loadavg_end"] = os.getloadavg()
             by = {(x["server"], x["path"], x["connections"]): x for x in results["runs"]}
             for conns in (1, 16):
-                ratio = by[("callscreen", "/v1/screen", conns)]["req_per_s"] / by[("bare echo", "/v1/screen", conns)]["req_per_s"]
-                results[f"ratio_vs_echo_{conns}"] = round(ratio, 3)
+                # Fail-open answers are cheap: only answers that ran the engine count.
+                api = by[("callscreen", "/v1/screen", conns)]["undegraded_req_per_s"]
+                results[f"ratio_vs_echo_{conns}"] = round(api / by[("bare echo", "/v1/screen", conns)]["req_per_s"], 3)
             print(json.dumps({k: v for k, v in results.items() if k.startswith("ratio")}))
             if args.out:
                 args.out.parent.mkdir(parents=True, exist_ok=True)
