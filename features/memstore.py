@@ -19,7 +19,7 @@ from features.contracts import Cdr, Subscriber
 from features.definitions import DAY_MS, HISTORY_MS, SHORT_CALL_S, WINDOWS_MS
 from features.errors import StoreListKindError
 from features.registry_codec import OwnerHasher, pack, to_subscriber, unpack
-from features.retention import EVENT_RETAIN_MS, RELATION_RETAIN_MS, SCAN_CAP
+from features.retention import EVENT_RETAIN_MS, RELATION_RETAIN_MS
 from features.store import LIST_KINDS, CallContext, ListEntry, ListKind
 
 
@@ -144,23 +144,18 @@ class InMemoryStore:
 
     def _aggregate(self, c: Cdr, t: int, row: np.ndarray) -> None:
         out = self._out.get(c.a_number)
-        whole = out.window(t - DAY_MS, t) if out is not None else []
-        # the most recent SCAN_CAP calls and the ties at that edge (see features/retention.py)
-        day = [e for e in whole if e.t >= whole[-SCAN_CAP].t] if len(whole) > SCAN_CAP else whole
+        day = out.window(t - DAY_MS, t) if out is not None else []
         for w, width in WINDOWS_MS.items():
             events = [e for e in day if e.t >= t - width]
-            n = sum(1 for e in whole if e.t >= t - width) if day is not whole else len(events)
-            row[R[f"calls_{w}"]] = n
+            row[R[f"calls_{w}"]] = len(events)
             row[R[f"distinct_callees_{w}"]] = len({e.b for e in events})
             if w != "10m":
                 answered = [e for e in events if e.answered]
                 a: float = len(answered)
                 short: float = sum(e.duration < SHORT_CALL_S for e in events)
                 dur: float = 0.0
-                for e in answered:  # in time order, as the script sums
+                for e in answered:  # in time order, as features/_online.pyx sums
                     dur += e.duration
-                if n > len(events):
-                    a, short, dur = a * n / len(events), short * n / len(events), dur * n / len(events)
                 row[R[f"answered_{w}"]] = a
                 row[R[f"short_{w}"]] = short
                 row[R[f"answered_duration_{w}"]] = dur

@@ -1,10 +1,14 @@
 """``RedisStore``: the feature store in Redis, one round trip per batch of calls.
 
-The client does little per call: it packs each call into one string (start time, caller,
-and the event member the script stores), sends the batch as ``EVALSHA`` calls of up to
-``SCRIPT_CALLS`` calls each in one round trip, and reads back one string of doubles
-(``numpy.frombuffer``) plus the callers' registry records and list hits. The script
-(``features/batch.lua``) reads and applies its calls in start-time order atomically; a
+The client packs each call into one string (its fixed-width event record, caller, IMEI,
+callee), sends the batch as ``EVALSHA`` calls of up to ``SCRIPT_CALLS`` calls each in one
+round trip, and reads back one string of doubles (``numpy.frombuffer``), each caller's
+packed history of own calls (one bulk string per caller and script), the registry records
+and list hits. The caller's own-call windows (counts, distinct callees, shares, durations,
+IMEIs, cells: full 24 h) are computed here, in ``features/_online.pyx``, from that history
+plus the calls the script applied before each call; Redis does the rest (dedup, inbound
+counts, relations, registry, lists) with a few commands per call and no per-event loop.
+The script (``features/batch.lua``) reads and applies its calls in start-time order atomically; a
 batch interrupted by a Redis outage is applied up to some script boundary, and its retry
 is exact because applying a call twice changes nothing. The key layout is specified in the
 README ("Feature store key layout").
@@ -26,21 +30,29 @@ from redis.exceptions import BusyLoadingError, NoScriptError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from features._online import COLUMNS, RECORD, raw_aggregates
 from features.assembly import RAW, assemble, start_ms
 from features.contracts import Cdr, Subscriber
-from features.definitions import DAY_MS, HISTORY_MS
+from features.definitions import DAY_MS, HISTORY_MS, HOUR_MS, SHORT_CALL_S, WINDOWS_MS
 from features.errors import StoreListKindError, StoreRecordError, StoreUnavailableError
 from features.registry_codec import OwnerHasher, bucket, pack, to_subscriber, unpack
-from features.retention import EVENT_RETAIN_MS, EVENT_TTL_MS, RELATION_RETAIN_MS, RELATION_TTL_MS, SCAN_CAP
+from features.retention import (
+    EVENT_RETAIN_MS,
+    EVENT_TTL_MS,
+    RELATION_RETAIN_MS,
+    RELATION_TTL_MS,
+)
 from features.store import LIST_KINDS, CallContext, ListEntry, ListKind
 
-_WIDTH: Final = len(RAW) + 2  # RAW, duplicate flag, owner count
-_DEVICE_COLS: Final = slice(len(RAW) - 3, len(RAW))  # -1 from the script means "field absent"
+_MIN10_MS: Final = WINDOWS_MS["10m"]
+if COLUMNS != RAW:  # pragma: no cover - guards a RAW change without a kernel change
+    raise ImportError("features/_online.pyx computes other columns than features.assembly.RAW; rebuild it")
 _UNAVAILABLE: Final = (RedisConnectionError, RedisTimeoutError, BusyLoadingError)
 _ENTRY_DECODER: Final = msgspec.json.Decoder(ListEntry)
 _NO_DURATION: Final = struct.pack(">d", 0.0)
 _ZERO6: Final = bytes(6)
 _PACK_D: Final = struct.Struct(">d").pack
+_INBOUND: Final = 12  # bytes per cs:in: record: u48 start ms, call key digest
 _LEN: Final = [bytes((k,)) for k in range(256)]
 # CallContext is frozen, so calls on no list share one of these eight instances.
 _PLAIN: Final = {
@@ -83,10 +95,11 @@ class RedisStore:
         self._owner_hash = owner_hasher or OwnerHasher()
         self._batch = _script("batch.lua")
         self._registry = _script("registry.lua")
+        self._lists = _script("lists.lua")
         self._sha: dict[str, str] = {}
         self._op_codes: dict[str, int] = {}
         self._head = [self._pb, b"", str(EVENT_RETAIN_MS).encode(), str(RELATION_RETAIN_MS).encode(),
-                      str(EVENT_TTL_MS).encode(), str(RELATION_TTL_MS).encode(), str(SCAN_CAP).encode()]
+                      str(EVENT_TTL_MS).encode(), str(RELATION_TTL_MS).encode()]
 
     # --- plumbing ----------------------------------------------------------------------
     def _eval(self, source: str, args: Sequence[Any]) -> Any:
@@ -141,15 +154,28 @@ class RedisStore:
         t = start_ms(cdrs)
         if n == 0:
             return assemble(cdrs, t, np.zeros((0, len(RAW))), [], []), []
+        if int(t.min()) < 0 or int(t.max()) >= 1 << 48:
+            raise StoreRecordError("cdr: start_time must lie between 1970 and the year 10000 (48-bit milliseconds)")
         order = np.argsort(t, kind="stable")
         head = self._head.copy()
         head[1] = b"1" if apply else b"0"
         args: list[bytes] = []
-        pack_d = _PACK_D
+        records: list[bytes] = []
+        group = np.empty(n, np.int64)  # index of the caller's history among all scripts' histories
+        callers: dict[bytes, int] = {}
+        base = 0
         ts = t.tolist()
-        for i in order.tolist():
+        positions = order.tolist()
+        for pos, i in enumerate(positions):
+            if pos % SCRIPT_CALLS == 0:  # each script returns the histories of its own callers
+                base += len(callers)
+                callers = {}
             c = cdrs[i]
             a = c.a_number.encode()
+            g = callers.get(a)
+            if g is None:
+                g = callers[a] = len(callers)
+            group[pos] = base + g
             flags = 1 if c.answered else 0
             imei = cell = _ZERO6
             raw_imei = b""
@@ -160,51 +186,56 @@ class RedisStore:
             if c.a_cell_id is not None:
                 flags |= 4
                 cell = _h6_cached(c.a_cell_id)
-            args.append(b"".join((
-                pack_d(ts[i]), _LEN[len(a)], a, _LEN[len(raw_imei)], raw_imei,
-                _h6(c.operator + "\x00" + c.call_id), _LEN[flags],
-                _NO_DURATION if c.duration_s is None else pack_d(c.duration_s),
-                imei, cell, c.b_number.encode(),
-            )))
+            record = b"".join((
+                ts[i].to_bytes(6, "big"), _h6(c.operator + "\x00" + c.call_id), _LEN[flags],
+                _NO_DURATION if c.duration_s is None else _PACK_D(c.duration_s),
+                imei, cell, _h6_cached(c.b_number),
+            ))
+            records.append(record)
+            args.append(b"".join((record, _LEN[len(a)], a, _LEN[len(raw_imei)], raw_imei, c.b_number.encode())))
         replies = self._eval_many(
             self._batch, [head + args[k : k + SCRIPT_CALLS] for k in range(0, n, SCRIPT_CALLS)]
         )
-        numbers = b"".join(r[0] for r in replies)
-        reg_sorted = [x for r in replies for x in r[1]]
-        list_hits = [(k * SCRIPT_CALLS + int(r[2][j]), r[2][j + 1], r[2][j + 2])
-                     for k, r in enumerate(replies) for j in range(0, len(r[2]), 3)]
-        values = np.frombuffer(numbers, ">f8").reshape(n, _WIDTH)
-        out = np.empty((n, _WIDTH))
-        out[order] = values
-        raw = out[:, : len(RAW)]
-        device = raw[:, _DEVICE_COLS]
-        device[device < 0] = np.nan
+        histories = [h for r in replies for h in r[1]]
+        if len(histories) != base + len(callers):
+            raise StoreRecordError(
+                f"feature store: the batch script returned {len(histories)} caller histories for "
+                f"{base + len(callers)} callers; fix: make features/batch.lua and RedisStore the same version"
+            )
+        offsets = np.zeros(len(histories) + 1, np.int64)
+        np.cumsum([len(h) for h in histories], out=offsets[1:])
+        raw, duplicate, owners = raw_aggregates(
+            b"".join(records), group, b"".join(r[0] for r in replies), b"".join(histories), offsets, order,
+            DAY_MS, HOUR_MS, _MIN10_MS, SHORT_CALL_S,
+        )
+        reg_sorted = [x for r in replies for x in r[2]]
+        list_hits = [(k * SCRIPT_CALLS + int(r[3][j]), r[3][j + 1], r[3][j + 2])
+                     for k, r in enumerate(replies) for j in range(0, len(r[3]), 3)]
         registry: list[bytes | None] = [None] * n
-        for pos, i in enumerate(order.tolist()):
+        for pos, i in enumerate(positions):
             registry[i] = reg_sorted[pos] or None
         hits: dict[int, dict[str, ListEntry]] = {}
         for pos, kind, entry in list_hits:
-            i = int(order[pos - 1])
+            i = positions[pos - 1]
             hits.setdefault(i, {})[kind.decode()] = _ENTRY_DECODER.decode(entry)
         contexts = []
-        duplicate = out[:, len(RAW)].tolist()
+        dup = duplicate.tolist()
         for i in range(n):
             packed = registry[i]
             held = packed is not None
             roaming = held and bool(packed[0] & 32)  # type: ignore[index]
             found = hits.get(i)
             if found is None:  # the common case: a shared immutable context
-                contexts.append(_PLAIN[held, roaming, duplicate[i] != 0.0])
+                contexts.append(_PLAIN[held, roaming, dup[i]])
                 continue
             ti = int(t[i])
             active = {k: e if e.active_at(ti) else None for k, e in found.items()}
             contexts.append(CallContext(
                 in_registry=held, roaming=roaming,
                 allow=active.get("allow"), block=active.get("block"), dno=active.get("dno"),
-                duplicate=duplicate[i] != 0.0,
+                duplicate=dup[i],
             ))
-        owners = out[:, len(RAW) + 1].astype(np.int64).tolist()
-        return assemble(cdrs, t, raw, registry, owners), contexts
+        return assemble(cdrs, t, raw, registry, owners.tolist()), contexts
 
     # --- registry ----------------------------------------------------------------------
     def _op_code(self, operator: str) -> int:
@@ -280,10 +311,12 @@ class RedisStore:
         return self._p + "list:" + kind
 
     def add_to_list(self, entry: ListEntry) -> None:
-        self._call("hset", self._list_key(entry.list), entry.number, msgspec.json.encode(entry))
+        self._list_key(entry.list)
+        self._eval(self._lists, [self._pb, b"add", entry.list, entry.number, msgspec.json.encode(entry)])
 
     def remove_from_list(self, kind: ListKind, number: str) -> bool:
-        return bool(self._call("hdel", self._list_key(kind), number))
+        self._list_key(kind)
+        return bool(self._eval(self._lists, [self._pb, b"del", kind, number]))
 
     def list_entries(self, kind: ListKind) -> list[ListEntry]:
         raw = self._call("hgetall", self._list_key(kind))
@@ -291,31 +324,32 @@ class RedisStore:
 
     # --- admin -------------------------------------------------------------------------
     def reset_number(self, number: str) -> int:
-        return int(self._call("delete", *(self._p + k + number for k in ("o:", "i:", "c:"))))
+        return int(self._call("delete", *(self._p + k + number for k in ("out:", "in:", "c:"))))
 
     def number_summary(self, number: str) -> dict[str, Any]:
         p = self._p
         try:
             pipe = self._r.pipeline(transaction=False)
-            pipe.zrevrange(p + "o:" + number, 0, 0, withscores=True)
-            pipe.zrevrange(p + "i:" + number, 0, 0, withscores=True)
+            pipe.get(p + "out:" + number)
+            pipe.get(p + "in:" + number)
             pipe.hgetall(p + "c:" + number)
             pipe.hexists(p + "sub:" + bucket(number)[0], bucket(number)[1])
             for kind in LIST_KINDS:
                 pipe.hexists(p + "list:" + kind, number)
-            newest_out, newest_in, contacts, held, *listed = pipe.execute()
-            last = int(max([s for _, s in newest_out + newest_in], default=-1))
-            lo, hi = last - DAY_MS, f"({last + 1}"
-            day: list[bytes] = self._r.zrangebyscore(p + "o:" + number, lo, hi) if last >= 0 else []  # type: ignore[assignment]
-            inbound = self._r.zcount(p + "i:" + number, lo, hi) if last >= 0 else 0
+            out, received, contacts, held, *listed = pipe.execute()
         except _UNAVAILABLE as exc:
             raise StoreUnavailableError(f"feature store: Redis unavailable ({type(exc).__name__})") from exc
+        out, received = out or b"", received or b""
+        own = [out[k : k + RECORD] for k in range(0, len(out), RECORD)]
+        inbound = [int.from_bytes(received[k : k + 6], "big") for k in range(0, len(received), _INBOUND)]
+        last = max([int.from_bytes(r[:6], "big") for r in own[-1:]] + inbound[-1:], default=-1)
+        day = [r for r in own if last - DAY_MS <= int.from_bytes(r[:6], "big") <= last]
         return {
             "as_of_ms": last if last >= 0 else None,
             "calls_24h": len(day),
-            "distinct_callees_24h": len({m[27:] for m in day}),
-            "answered_24h": sum(int(m[6]) & 1 for m in day),
-            "inbound_calls_24h": int(inbound),
+            "distinct_callees_24h": len({r[33:39] for r in day}),
+            "answered_24h": sum(r[12] & 1 for r in day),
+            "inbound_calls_24h": sum(1 for x in inbound if last - DAY_MS <= x <= last),
             "contacts_30d": sum(1 for v in contacts.values() if int.from_bytes(v[:6], "big") >= last - HISTORY_MS),
             "in_registry": bool(held),
             "lists": sorted(k for k, hit in zip(LIST_KINDS, listed, strict=True) if hit),

@@ -8,6 +8,12 @@ written for its TTL is gone, which bounds memory for numbers that fall silent.
 
 The event-time retentions exceed the longest window by one hour: a record that arrives
 up to an hour late (out of order) still sees its full window.
+
+Every call reads its caller's full 24 h (there is no cap on the calls read): the caller's
+own calls come back from Redis as one packed string and the windows are computed on the
+client (``features/_online.pyx``), linear in the calls in the window. A robocaller with
+4,000 calls in 24 h costs ~40 us of client CPU per call there and a few microseconds of
+Redis time (see benchmarks/README.md, "Feature store").
 """
 
 from __future__ import annotations
@@ -23,13 +29,3 @@ RELATION_RETAIN_MS: Final = HISTORY_MS + LATENESS_MS
 """Last contact per (caller, callee) pair: the 30-day history plus lateness."""
 EVENT_TTL_MS: Final = DAY_MS + LATENESS_MS
 RELATION_TTL_MS: Final = HISTORY_MS + DAY_MS
-
-SCAN_CAP: Final = 512
-"""Most recent own calls of a caller read per call (with ties at the edge). Counts are exact
-at any rate; for a caller with more calls in the 24 h window, the answered/short shares, the
-mean duration and the distinct callees/IMEIs/cells are those of its most recent calls, so
-they differ from the offline builder there. It bounds the work per call: a robocaller with
-thousands of calls a day would otherwise cost milliseconds of Redis time per call (measured
-here: ~9 ms at 3,000 calls, ~1 ms with a cap of 256). In a simulated 30-day world of 3.73M
-calls the busiest caller had 437 calls in the 24 h before a call, so no call there is
-affected (with a cap of 256, 1,510 calls = 0.04 % would be)."""

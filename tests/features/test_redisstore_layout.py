@@ -1,0 +1,87 @@
+"""The Redis store's own layout: packed per-number timelines, the list index and its
+migration from lists written before the index existed, late records, TTLs, no cap on the
+calls a window reads."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import msgspec
+import numpy as np
+import redis
+
+from features.contracts import Cdr
+from features.definitions import INDEX
+from features.memstore import InMemoryStore
+from features.redisstore import RedisStore
+from features.registry_codec import epoch_ms
+from features.retention import EVENT_TTL_MS
+from features.store import ListEntry
+from tests.features.oracle import oracle_features
+
+T0 = dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC)
+A, B = "+77011234567", "+77051112233"
+
+
+def cdr(i: int, a: str = A, b: str = B, minutes: float = 0.0) -> Cdr:
+    return Cdr(call_id=f"c{i}", operator="kcell", start_time=T0 + dt.timedelta(minutes=minutes), a_number=a,
+               b_number=b, ingress="mobile", answered=i % 2 == 0, duration_s=float(i % 2 == 0) * i,
+               a_imei=f"35{i % 3:013d}",
+               a_cell_id=f"cell-{i % 4}")
+
+
+def test_timelines_are_packed_sorted_trimmed_and_expire(redis_client: redis.Redis) -> None:
+    store = RedisStore(redis_client)
+    late = cdr(3, minutes=-30)  # arrives after later calls: spliced in by start time
+    store.process([cdr(1), cdr(2, minutes=5)])
+    store.process([late])
+    own = redis_client.get("cs:out:" + A)
+    received = redis_client.get("cs:in:" + B)
+    assert own is not None and received is not None
+    assert len(own) == 3 * 39 and len(received) == 3 * 12
+    times = [int.from_bytes(own[k : k + 6], "big") for k in range(0, len(own), 39)]
+    assert times == sorted(times) == [epoch_ms(T0) - 30 * 60_000, epoch_ms(T0), epoch_ms(T0) + 5 * 60_000]
+    for key in ("cs:out:" + A, "cs:in:" + B, "cs:c:" + A):
+        assert 0 < redis_client.pttl(key) <= max(EVENT_TTL_MS, 31 * 86_400_000)
+    # a call 26 h later trims the older records (event-time retention 25 h)
+    store.process([cdr(4, minutes=26 * 60)])
+    own = redis_client.get("cs:out:" + A)
+    assert own is not None and len(own) == 39
+
+
+def test_full_day_is_read_without_a_cap(redis_client: redis.Redis) -> None:
+    """1,000 calls of one caller in 24 h, delivered in batches of 200: every feature of every call equals
+    the oracle and the in-memory reference (the old store read only the latest 512)."""
+    calls = [Cdr(call_id=f"r{i}", operator="kcell", start_time=T0 + dt.timedelta(seconds=50 * i),
+                 a_number=A, b_number=f"+7705{i % 700:07d}", ingress="voip", answered=i % 4 == 0,
+                 duration_s=float(i % 4 == 0) * (i % 37 + 0.1), a_imei=f"35{i % 9:013d}", a_cell_id=f"c{i % 611}")
+             for i in range(1000)]
+    red, mem = RedisStore(redis_client), InMemoryStore()
+    x_red = np.vstack([red.process(calls[k : k + 200])[0] for k in range(0, 1000, 200)])
+    x_mem = np.vstack([mem.process(calls[k : k + 200])[0] for k in range(0, 1000, 200)])
+    np.testing.assert_allclose(x_red, x_mem, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(x_red, oracle_features(calls, []), rtol=1e-9, atol=1e-9)
+    assert x_red[-1, INDEX["calls_24h"]] == 999
+    assert x_red[-1, INDEX["distinct_cells_24h"]] == 611
+
+
+def entry(kind: str, number: str = A) -> ListEntry:
+    return ListEntry(number, kind, "bank", "confirmed fraud", "ops", epoch_ms(T0))  # type: ignore[arg-type]
+
+
+def test_list_index_is_built_from_lists_written_before_it(redis_client: redis.Redis) -> None:
+    store = RedisStore(redis_client)
+    # lists as an older version wrote them: the hashes alone, no index
+    redis_client.hset("cs:list:block", A, msgspec.json.encode(entry("block")))
+    redis_client.hset("cs:list:dno", B, msgspec.json.encode(entry("dno", B)))
+    _, ctx = store.screen([cdr(1), cdr(2, a=B)])
+    assert ctx[0].block == entry("block") and ctx[1].dno == entry("dno", B)
+    assert not redis_client.exists("cs:list:index")
+    store.add_to_list(entry("allow", B))  # the first change builds the index from every list
+    assert redis_client.hgetall("cs:list:index") == {b"": b"", A.encode(): b"1", B.encode(): b"6"}
+    _, ctx = store.screen([cdr(3), cdr(4, a=B)])
+    assert ctx[0].block == entry("block")
+    assert ctx[1].dno == entry("dno", B) and ctx[1].allow == entry("allow", B)
+    assert store.remove_from_list("block", A) and not store.remove_from_list("block", A)
+    assert redis_client.hget("cs:list:index", A) is None
+    assert store.screen([cdr(5)])[1][0].block is None
