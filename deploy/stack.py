@@ -161,7 +161,7 @@ def _start(s: Settings, state: Path, *, demo: bool = True) -> dict[str, Any]:
             _say(f"kafka: embedded Tansu broker pid {started.pid} at {bootstrap} (in memory: data is lost on down)")
         names = [
             s.topic_cdr, s.topic_subscriber_status, s.topic_decisions,
-            s.topic_fraud_feed, s.topic_bank_reports, s.topic_cdr_dlq,
+            s.topic_fraud_feed, s.topic_bank_reports, s.topic_cdr_dlq, s.topic_subscriber_status + ".dlq",
         ]  # fmt: skip
         created = topics.ensure_topics(bootstrap, names)
         _say(f"topics: {', '.join(names)} ({len(created)} created, {len(names) - len(created)} already there)")

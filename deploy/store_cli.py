@@ -160,7 +160,8 @@ def _follow(args: argparse.Namespace) -> int:
     if not s.kafka_bootstrap:
         return _fail("CALLSCREEN_KAFKA_BOOTSTRAP is not set (run `callscreen up` or point it at Kafka)")
     follower = RegistryFollower(
-        RegistryFollowerConfig(s.kafka_bootstrap, topic=s.topic_subscriber_status, group_id=args.group),
+        RegistryFollowerConfig(s.kafka_bootstrap, topic=s.topic_subscriber_status,
+                               topic_dlq=s.topic_subscriber_status + ".dlq", group_id=args.group),
         _store(_ADMIN_TIMEOUT_S),
     )
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -47,6 +47,8 @@ from features.definitions import BIOMETRIC_CODES
 from features.errors import ContractError, StoreRecordError, StoreUnavailableError
 from features.registry_codec import OwnerHasher
 
+__all__ = ["Packed", "Packer", "RecordCheckError", "RedisBulk", "Unchecked", "load", "load_jsonl", "load_parquet"]
+
 BLOCK_BYTES: Final = 4 << 20  # about 18k records of ~230 bytes
 WINDOW: Final = 250_000  # records sorted together: ~5 per bucket at 20 % density, 1M numbers
 PER_CALL: Final = 1000  # records per script call

@@ -6,9 +6,10 @@ import datetime as dt
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import redis
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer
 
 from features.contracts import Cdr, Subscriber, encode
 from features.definitions import INDEX
@@ -24,33 +25,62 @@ def sub(msisdn: str, status: str, owner: str | None = "o1") -> bytes:
                              sim_activated_at=T0, owner_ref=owner))
 
 
-def test_follower_applies_replacements_and_tombstones(
+def _dead_letters(bootstrap: str, topic: str, n: int) -> list[Any]:
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                             consumer_timeout_ms=10_000, request_timeout_ms=10_000)
+    try:
+        dead = []
+        for msg in consumer:
+            dead.append(msg)
+            if len(dead) == n:
+                break
+        return dead
+    finally:
+        consumer.close()
+
+
+def test_follower_applies_replacements_and_tombstones_and_dead_letters_the_rest(
     kafka_bootstrap: str, unique_topic: Callable[..., str], redis_client: redis.Redis
 ) -> None:
     topic = unique_topic("subscriber-status")
+    topic_dlq = unique_topic("subscriber-status-dlq")
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, request_timeout_ms=5000, max_block_ms=5000)
-    for key, value in (
+    a, b = A.encode(), B.encode()
+    bad: list[tuple[bytes, bytes | None]] = [
+        (a, b'{"msisdn":"87019998877"}'),  # breaks the contract
+        (a, b"{not json"),
+        (a, b"\x00" * 10_000),  # over the size limit: not even parsed
+        (b"8701 not a number", None),  # a tombstone whose key is no number
+        (b, sub(A, "failed")),  # keyed by another number than its msisdn
+        (a, sub(A, "verified").replace(b"2026-01-01T00:00:00Z", b"1969-12-31T23:59:59Z")),  # the registry cannot hold it
+    ]
+    good = [
         (A, sub(A, "pending")),
         (B, sub(B, "verified")),
         (A, sub(A, "verified", owner="o2")),  # a later record replaces the earlier
         (B, None),  # tombstone: delete
-        (A, b'{"msisdn":"87011234567"}'),  # invalid: skipped, counted
-    ):
-        producer.send(topic, key=key.encode(), value=value)
+    ]
+    # the bad records in between the good ones: the stream goes on after each
+    for (key, value), (bkey, bvalue) in zip([*good, (None, None), (None, None)], bad, strict=True):
+        if key is not None:
+            producer.send(topic, key=key.encode(), value=value)
+        producer.send(topic, key=bkey, value=bvalue)
     producer.flush(timeout=10)
     producer.close(timeout=5)
 
     store = RedisStore(redis_client)
-    follower = RegistryFollower(RegistryFollowerConfig(kafka_bootstrap, topic=topic, group_id=topic), store)
+    follower = RegistryFollower(
+        RegistryFollowerConfig(kafka_bootstrap, topic=topic, topic_dlq=topic_dlq, group_id=topic, max_batch=3), store
+    )
     thread = threading.Thread(target=follower.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and follower.counts.rejected + follower.counts.deleted < 2:
+    while time.monotonic() < deadline and follower.counts.rejected + follower.counts.deleted < len(bad) + 1:
         time.sleep(0.1)
     follower.stop()
     thread.join(timeout=10)
 
-    assert (follower.counts.upserted, follower.counts.deleted, follower.counts.rejected) == (3, 1, 1)
+    assert (follower.counts.upserted, follower.counts.deleted, follower.counts.rejected) == (3, 1, len(bad))
     got = store.get_subscriber(A)
     assert got is not None and got.biometric_status == "verified"
     assert store.get_subscriber(B) is None
@@ -58,3 +88,16 @@ def test_follower_applies_replacements_and_tombstones(
     call = Cdr(call_id="c1", operator="kcell", start_time=T0, a_number=A, b_number=B, ingress="mobile")
     x, ctx = store.screen([call])
     assert x[0, INDEX["numbers_per_owner"]] == 1.0 and ctx[0].in_registry
+
+    dead = _dead_letters(kafka_bootstrap, topic_dlq, len(bad))
+    assert [(m.key, m.value) for m in dead] == bad  # byte for byte, in order
+    offsets = []
+    for m in dead:
+        h = dict(m.headers)
+        assert h["x-origin-topic"] == topic.encode() and h["x-origin-partition"] == b"0"
+        offsets.append(int(h["x-origin-offset"]))
+        assert b"9998877" not in h["x-error"] and b"8701 not" not in h["x-error"]  # numbers masked
+    assert offsets == [1, 3, 5, 7, 8, 9]
+    reasons = [dict(m.headers)["x-error"].decode() for m in dead]
+    assert "msisdn" in reasons[0] and "JSON" in reasons[1] and "over the" in reasons[2]
+    assert "E.164" in reasons[3] and "key" in reasons[4] and "sim_activated_at" in reasons[5]
