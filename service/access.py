@@ -1,8 +1,9 @@
 """Which role may call which route, and the FastAPI dependency that enforces it.
 
-The hot routes call ``Runtime.guard`` inline (a dependency costs a few tens of
-microseconds per request); the others declare ``Depends(requires(...))``. Both paths run
-the same code: authenticate, authorise, rate-limit.
+The switch routes are served by ``service/hotpath.py``, which calls ``Runtime.admit`` with
+the header it read from the ASGI scope (their FastAPI routes, kept for OpenAPI, call
+``Runtime.guard``); the others declare ``Depends(requires(...))``. All run the same code:
+authenticate, authorise, rate-limit.
 """
 
 from __future__ import annotations
