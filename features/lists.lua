@@ -7,8 +7,9 @@
 -- change builds it from the lists as they stand, and batch.lua reads the three lists
 -- directly until then.
 --
--- ARGV[1] prefix, ARGV[2] "add" or "del", ARGV[3] kind, ARGV[4] number, ARGV[5] entry JSON (add).
--- Returns what HSET / HDEL on the list returned.
+-- ARGV[1] prefix, ARGV[2] "add", "del" or "index" (only build the index if missing; RedisStore
+-- does this once before its first batch), ARGV[3] kind, ARGV[4] number, ARGV[5] entry JSON (add).
+-- Returns what HSET / HDEL on the list returned (0 for "index").
 
 local P, op, kind, number = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local BITS = {block = 1, allow = 2, dno = 4}
@@ -28,6 +29,7 @@ if redis.call("EXISTS", index) == 0 then
     for _, n in ipairs(redis.call("HKEYS", P .. "list:" .. k)) do redis.call("HSET", index, n, mask(n)) end
   end
 end
+if op == "index" then return 0 end
 local r
 if op == "add" then
   r = redis.call("HSET", P .. "list:" .. kind, number, ARGV[5])

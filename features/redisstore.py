@@ -96,6 +96,7 @@ class RedisStore:
         self._batch = _script("batch.lua")
         self._registry = _script("registry.lua")
         self._lists = _script("lists.lua")
+        self._indexed = False
         self._sha: dict[str, str] = {}
         self._op_codes: dict[str, int] = {}
         self._head = [self._pb, b"", str(EVENT_RETAIN_MS).encode(), str(RELATION_RETAIN_MS).encode(),
@@ -118,6 +119,8 @@ class RedisStore:
     def _eval_many(self, source: str, arg_lists: Sequence[Sequence[Any]]) -> list[Any]:
         """Several script calls in one round trip (a pipeline, not a transaction: other
         clients' commands may run between the scripts, which is the point)."""
+        if len(arg_lists) == 1:  # one script (the API's one-call screening): no pipeline object
+            return [self._eval(source, arg_lists[0])]
         try:
             for attempt in (0, 1):
                 sha = self._sha.get(source)
@@ -156,6 +159,9 @@ class RedisStore:
             return assemble(cdrs, t, np.zeros((0, len(RAW))), [], []), []
         if int(t.min()) < 0 or int(t.max()) >= 1 << 48:
             raise StoreRecordError("cdr: start_time must lie between 1970 and the year 10000 (48-bit milliseconds)")
+        if not self._indexed:  # lists written before the list index existed: build it once
+            self._eval(self._lists, [self._pb, b"index"])
+            self._indexed = True
         order = np.argsort(t, kind="stable")
         head = self._head.copy()
         head[1] = b"1" if apply else b"0"

@@ -70,18 +70,24 @@ def entry(kind: str, number: str = A) -> ListEntry:
 
 
 def test_list_index_is_built_from_lists_written_before_it(redis_client: redis.Redis) -> None:
-    store = RedisStore(redis_client)
     # lists as an older version wrote them: the hashes alone, no index
     redis_client.hset("cs:list:block", A, msgspec.json.encode(entry("block")))
     redis_client.hset("cs:list:dno", B, msgspec.json.encode(entry("dno", B)))
-    _, ctx = store.screen([cdr(1), cdr(2, a=B)])
+    store = RedisStore(redis_client)
+    _, ctx = store.screen([cdr(1), cdr(2, a=B)])  # the store builds the index before its first batch
     assert ctx[0].block == entry("block") and ctx[1].dno == entry("dno", B)
-    assert not redis_client.exists("cs:list:index")
-    store.add_to_list(entry("allow", B))  # the first change builds the index from every list
-    assert redis_client.hgetall("cs:list:index") == {b"": b"", A.encode(): b"1", B.encode(): b"6"}
+    assert redis_client.hgetall("cs:list:index") == {b"": b"", A.encode(): b"1", B.encode(): b"4"}
+    store.add_to_list(entry("allow", B))
+    assert redis_client.hget("cs:list:index", B) == b"6"
     _, ctx = store.screen([cdr(3), cdr(4, a=B)])
     assert ctx[0].block == entry("block")
     assert ctx[1].dno == entry("dno", B) and ctx[1].allow == entry("allow", B)
     assert store.remove_from_list("block", A) and not store.remove_from_list("block", A)
     assert redis_client.hget("cs:list:index", A) is None
     assert store.screen([cdr(5)])[1][0].block is None
+    # without the index (evicted, or lists restored from elsewhere) the batch reads the lists themselves
+    redis_client.delete("cs:list:index")
+    _, ctx = store.screen([cdr(6, a=B)])
+    assert ctx[0].dno == entry("dno", B) and ctx[0].allow == entry("allow", B)
+    store.add_to_list(entry("block"))  # and the next change rebuilds it
+    assert redis_client.hgetall("cs:list:index") == {b"": b"", A.encode(): b"1", B.encode(): b"6"}
