@@ -14,8 +14,9 @@ import numpy as np
 import numpy.typing as npt
 
 from models._predictor import Forest
+from models._treeshap import TreeShap
 from models.compiler import CompiledModel, compile_file, compile_text
-from models.errors import RowShapeError
+from models.errors import ModelUnsupportedError, RowShapeError
 
 # Below this many rows per thread, starting threads costs more than it saves.
 MIN_ROWS_PER_THREAD: Final = 4096
@@ -47,6 +48,22 @@ class Scorer:
             int(model.transform),
             model.sigmoid,
         )
+        # Tables for the fast exact TreeSHAP (models/_treeshap.pyx), built here once; a
+        # model it cannot take exactly (zero cover, > 32 distinct features on a path)
+        # keeps the reference port of LightGBM's recursion in _predictor.
+        self._shap: TreeShap | None
+        try:
+            self._shap = TreeShap(
+                model.nodes,
+                model.roots,
+                model.counts,
+                model.expected,
+                model.cat_bounds,
+                model.cat_bits,
+                model.feature_kinds,
+            )
+        except ModelUnsupportedError:
+            self._shap = None
 
     @classmethod
     def from_file(cls, path: str | Path) -> Scorer:
@@ -109,8 +126,29 @@ class Scorer:
         they sum to the raw score.
         """
         phi = np.empty(self.num_features + 1, dtype=np.float64)
+        if self._shap is None:
+            self._forest.contributions_into(x, phi)
+        else:
+            self._shap.contributions_into(self._row(x), phi)
+        return phi
+
+    def reference_contributions(self, x: FloatArray) -> FloatArray:
+        """``contributions`` by the line-by-line port of LightGBM's TreeSHAP recursion
+        (O(leaves x depth^2) per tree): the cross-check for the fast path."""
+        phi = np.empty(self.num_features + 1, dtype=np.float64)
         self._forest.contributions_into(x, phi)
         return phi
+
+    def _row(self, x: FloatArray) -> FloatArray:
+        if type(x) is np.ndarray and x.dtype == np.float64 and x.ndim == 1 and x.flags.c_contiguous:
+            return x
+        try:
+            return np.ascontiguousarray(x, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise RowShapeError(
+                f"row of type {type(x).__name__} is not numeric ({exc}); "
+                "expected a 1-D float64 array, NaN for missing"
+            ) from None
 
     def _batch(self, X: FloatArray) -> FloatArray:
         try:
