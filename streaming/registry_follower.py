@@ -70,6 +70,8 @@ class DeadLetter:
     key: bytes | None
     value: bytes | None
     headers: dlq.Headers
+    origin: tuple[str, int, int]
+    """Topic, partition, offset of the record."""
 
 
 @dataclass
@@ -141,7 +143,8 @@ def _reject(rec: Record, reason: str, counts: FollowerCounts, dead: list[DeadLet
     counts.rejected += 1
     log.warning("subscriber-status record at %s[%d]@%d sent to the dead-letter topic: %s",
                 rec.topic, rec.partition, rec.offset, reason)
-    dead.append(DeadLetter(rec.key, rec.value, dlq.headers(reason, rec.topic, rec.partition, rec.offset)))
+    dead.append(DeadLetter(rec.key, rec.value, dlq.headers(reason, rec.topic, rec.partition, rec.offset),
+                            (rec.topic, rec.partition, rec.offset)))
 
 
 def _contract_reason(value: bytes) -> str:
@@ -183,6 +186,7 @@ def apply(store: RegistrySink, records: Iterable[Record], packer: Packer | None 
         except (ContractError, NumberFormatError) as exc:
             _reject(rec, str(exc), counts, dead)
     batch.flush()
+    dead.sort(key=lambda d: d.origin)  # in the order they were read
     return counts, dead
 
 

@@ -6,6 +6,7 @@ import datetime as dt
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -101,3 +102,33 @@ def test_follower_applies_replacements_and_tombstones_and_dead_letters_the_rest(
     reasons = [dict(m.headers)["x-error"].decode() for m in dead]
     assert "msisdn" in reasons[0] and "JSON" in reasons[1] and "over the" in reasons[2]
     assert "E.164" in reasons[3] and "key" in reasons[4] and "sim_activated_at" in reasons[5]
+
+
+@dataclass(frozen=True)
+class _Rec:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+def test_apply_dead_letters_only_the_records_it_cannot_hold_and_keeps_the_order() -> None:
+    """Without a broker: in one batch, a record the registry cannot hold (1969) is found among
+    good ones, and a later record for a number still replaces the earlier one."""
+    from features.memstore import InMemoryStore
+    from streaming.registry_follower import apply
+
+    c = "+77017654321"
+    old = sub(A, "verified").replace(b"2026-01-01T00:00:00Z", b"1969-12-31T23:59:59Z")
+    batch = [_Rec("s", 0, 0, A.encode(), sub(A, "pending")), _Rec("s", 0, 1, A.encode(), old),
+             _Rec("s", 0, 2, c.encode(), sub(c, "failed")), _Rec("s", 0, 3, A.encode(), sub(A, "verified")),
+             _Rec("s", 0, 4, c.encode(), b'{"msisdn":"+77017654321","operator":"kcell"}')]
+    store = InMemoryStore()
+    counts, dead = apply(store, batch)
+    assert (counts.upserted, counts.deleted, counts.rejected) == (3, 0, 2)
+    assert [dict(d.headers)["x-origin-offset"] for d in dead] == [b"1", b"4"]
+    assert b"sim_activated_at" in dict(dead[0].headers)["x-error"]
+    got_a, got_c = store.get_subscriber(A), store.get_subscriber(c)
+    assert got_a is not None and got_a.biometric_status == "verified"
+    assert got_c is not None and got_c.biometric_status == "failed"
