@@ -255,9 +255,12 @@ def decode_block(block: bytes, first_line: int) -> tuple[list[Unchecked] | list[
     body = block[:-1] if block.endswith(b"\n") else block
     if body:
         try:
-            return _BLOCK_DECODER.decode(b"[" + body.replace(b"\n", b",") + b"]"), False
+            records = _BLOCK_DECODER.decode(b"[" + body.replace(b"\n", b",") + b"]")
         except (msgspec.DecodeError, msgspec.ValidationError):
             pass  # the slow path finds the line
+        else:
+            if len(records) == body.count(b"\n") + 1:  # else a line held two records, comma-separated
+                return records, False
     return contract_lines(block, first_line), True
 
 

@@ -151,6 +151,7 @@ def test_generic_sink_blank_lines_crlf_and_no_final_newline(tmp_path: Path, monk
     json.dumps({**GOOD, "operator": "a\u0001"}).encode(),
     json.dumps({**GOOD, "owner_ref": "x" * 129}).encode(),
     json.dumps(GOOD).encode() + b" " + json.dumps(GOOD).encode(),  # two records on one line
+    json.dumps(GOOD).encode() + b"," + json.dumps(GOOD).encode(),  # two records, comma-separated
 ])
 def test_a_bad_line_is_named_by_its_number(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad: bytes) -> None:
     monkeypatch.setattr(registry_load, "BLOCK_BYTES", 1000)
