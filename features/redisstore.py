@@ -49,9 +49,8 @@ if COLUMNS != RAW:  # pragma: no cover - guards a RAW change without a kernel ch
     raise ImportError("features/_online.pyx computes other columns than features.assembly.RAW; rebuild it")
 _UNAVAILABLE: Final = (RedisConnectionError, RedisTimeoutError, BusyLoadingError)
 _ENTRY_DECODER: Final = msgspec.json.Decoder(ListEntry)
-_NO_DURATION: Final = struct.pack(">d", 0.0)
+_PACK_RECORD: Final = struct.Struct(">6s6sBd6s6s6s").pack  # the 39-byte event record (batch.lua, _online.pyx)
 _ZERO6: Final = bytes(6)
-_PACK_D: Final = struct.Struct(">d").pack
 _INBOUND: Final = 12  # bytes per cs:in: record: u48 start ms, call key digest
 _LEN: Final = [bytes((k,)) for k in range(256)]
 # CallContext is frozen, so calls on no list share one of these eight instances.
@@ -192,11 +191,10 @@ class RedisStore:
             if c.a_cell_id is not None:
                 flags |= 4
                 cell = _h6_cached(c.a_cell_id)
-            record = b"".join((
-                ts[i].to_bytes(6, "big"), _h6(c.operator + "\x00" + c.call_id), _LEN[flags],
-                _NO_DURATION if c.duration_s is None else _PACK_D(c.duration_s),
-                imei, cell, _h6_cached(c.b_number),
-            ))
+            record = _PACK_RECORD(
+                ts[i].to_bytes(6, "big"), _h6(c.operator + "\x00" + c.call_id), flags,
+                0.0 if c.duration_s is None else c.duration_s, imei, cell, _h6_cached(c.b_number),
+            )
             records.append(record)
             args.append(b"".join((record, _LEN[len(a)], a, _LEN[len(raw_imei)], raw_imei, c.b_number.encode())))
         replies = self._eval_many(
