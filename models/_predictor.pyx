@@ -57,14 +57,6 @@ cdef enum:
     TRANSFORM_IDENTITY = 0
     TRANSFORM_SIGMOID = 1
     TRANSFORM_EXP = 2
-    # A scoring node's test: slot <= key (numerical), slot & mask != 0 (categorical,
-    # the slot holds 1 << code), or the out-of-line bitset (categories past 63).
-    WALK_COMPARE = 0
-    WALK_BITS = 1
-    WALK_WIDE = 2
-    # Rows per block in the batch kernel: the transformed block (64 x 81 slots x 8 bytes,
-    # 41 KB) stays in L1 while every tree is walked over it.
-    BLOCK_ROWS = 64
     # Rows up to this many features use a stack buffer in the one-row path (no malloc).
     STACK_FEATURES = 511
 
@@ -73,6 +65,13 @@ cdef double ZERO_THRESHOLD = <double>(<float>1e-35)
 # static_cast<int> of a double outside int range gives INT_MIN on x86-64 (cvttsd2si),
 # which LightGBM's CategoricalDecision then sends right; we make that explicit.
 cdef double INT_LIMIT = 2147483648.0
+cdef extern from *:
+    """
+    #define CS_BLOCK_ROWS 64
+    """
+    # Rows per block in the batch kernel: the transformed block (64 x 81 slots x 8 bytes,
+    # 41 KB) stays in L1 while every tree is walked over it.
+    enum: BLOCK_ROWS "CS_BLOCK_ROWS"
 # _key(-inf): a missing value that goes left is below every threshold's key.
 cdef int64_t KEY_MISSING_LEFT = <int64_t>0x800FFFFFFFFFFFFF
 # Above every key of a non-NaN threshold: a missing value that goes right.
@@ -207,28 +206,35 @@ cdef extern from *:
     /* The scoring walk, in C so that the lock-step lanes live in registers and the
        child choice is a select: GCC turns Cython's loops over a lane array into
        stack round-trips and the kind test into a branch (a coin flip here: most
-       paths interleave categorical and numerical splits), each worth ~1.7x here. */
+       paths interleave categorical and numerical splits). */
     #include <stdint.h>
     typedef union { int64_t key; uint64_t mask; double value; } cs_payload;
-    typedef struct { cs_payload p; int32_t right; uint16_t slot; uint8_t kind; uint8_t pad; } cs_node;
+    typedef struct {
+        cs_payload p;
+        int32_t skip;    /* bytes from the left child (the next node) to the right child; leaf: -16, itself */
+        uint16_t slot;   /* transformed-row slot the test reads */
+        int8_t bits;     /* -1: bit test (slot & mask), 0: compare (slot <= key); sign-extends to the select mask */
+        uint8_t wide;    /* 1: categorical bitset past 64 codes, tested out of line */
+    } cs_node;
 
-    static __attribute__((noinline)) uint64_t cs_wide_left(int64_t code, int64_t k, const uint32_t* bits,
-                                                           const int32_t* bounds) {
-        /* Common::FindInBitset for a bitset past 64 categories (kind 2, rare). */
+    static __attribute__((noinline)) uint64_t cs_wide_right(int64_t code, int64_t k, const uint32_t* bits,
+                                                            const int32_t* bounds) {
+        /* Not Common::FindInBitset, for a bitset past 64 categories (rare). */
         int32_t start = bounds[k];
-        if (code < 0 || (code >> 5) >= bounds[k + 1] - start) return 0;
-        return (bits[start + (code >> 5)] >> (code & 31)) & 1;
+        if (code < 0 || (code >> 5) >= bounds[k + 1] - start) return 1;
+        return ((bits[start + (code >> 5)] >> (code & 31)) & 1) ^ 1;
     }
 
-    static inline const cs_node* cs_step(const cs_node* n, const int64_t* xt, const char* base,
-                                         const uint32_t* bits, const int32_t* bounds) {
+    /* `wide` is a constant at every call site (the walks are always inlined), so
+       models without wide bitsets pay nothing for them. */
+    static inline __attribute__((always_inline)) const cs_node* cs_step(
+            const cs_node* n, const int64_t* xt, const uint32_t* cat_bits, const int32_t* bounds, const int wide) {
         int64_t x = xt[n->slot];
         int64_t p = n->p.key;
-        uint64_t cmp = x <= p, hit = (x & p) != 0;
-        uint64_t left = cmp ^ ((cmp ^ hit) & (0 - (uint64_t)(n->kind & 1)));
-        if (__builtin_expect(n->kind & 2, 0)) left = cs_wide_left(x, p, bits, bounds);
-        uintptr_t right = (uintptr_t)(base + n->right), next = (uintptr_t)(n + 1);
-        return (const cs_node*)(right ^ ((right ^ next) & (0 - left)));
+        uint64_t gt = x > p, miss = (x & p) == 0;
+        uint64_t right = gt ^ ((gt ^ miss) & (uint64_t)(int64_t)n->bits);
+        if (wide && __builtin_expect(n->wide, 0)) right = cs_wide_right(x, p, cat_bits, bounds);
+        return (const cs_node*)((const char*)(n + 1) + (n->skip & -(int64_t)right));
     }
 
     /* Walks trees [t, t + CS_TREE_LANES) for one row; returns their outputs added in tree order to total.
@@ -236,9 +242,9 @@ cdef extern from *:
        a finished lane idles, and the group ends on the first round where no lane moved. The lane
        counts are set by measurement (benchmarks/README.md). */
     #define CS_TREE_LANES 8
-    static inline double cs_walk_trees(const cs_node* nodes, const int32_t* roots, int t, const int64_t* xt,
-                                       const uint32_t* bits, const int32_t* bounds, double total) {
-        const char* base = (const char*)nodes;
+    static inline __attribute__((always_inline)) double cs_walk_trees(
+            const cs_node* nodes, const int32_t* roots, int t, const int64_t* xt,
+            const uint32_t* cat_bits, const int32_t* bounds, double total, const int wide) {
         const cs_node* lane[CS_TREE_LANES];
         uintptr_t moved;
         #pragma GCC unroll 16
@@ -247,7 +253,7 @@ cdef extern from *:
             moved = 0;
             #pragma GCC unroll 16
             for (int k = 0; k < CS_TREE_LANES; k++) {
-                const cs_node* next = cs_step(lane[k], xt, base, bits, bounds);
+                const cs_node* next = cs_step(lane[k], xt, cat_bits, bounds, wide);
                 moved |= (uintptr_t)next ^ (uintptr_t)lane[k];
                 lane[k] = next;
             }
@@ -258,10 +264,10 @@ cdef extern from *:
     }
 
     /* Walks one tree for rows [0, CS_ROW_LANES) of a block (row r at xt + r * stride); adds each output to out[r]. */
-    #define CS_ROW_LANES 4
-    static inline void cs_walk_rows(const cs_node* root, const cs_node* nodes, const int64_t* xt, int stride,
-                                    const uint32_t* bits, const int32_t* bounds, double* out) {
-        const char* base = (const char*)nodes;
+    #define CS_ROW_LANES 8
+    static inline __attribute__((always_inline)) void cs_walk_rows(
+            const cs_node* root, const int64_t* xt, int stride, const uint32_t* cat_bits, const int32_t* bounds,
+            double* out, const int wide) {
         const cs_node* lane[CS_ROW_LANES];
         uintptr_t moved;
         #pragma GCC unroll 16
@@ -270,7 +276,7 @@ cdef extern from *:
             moved = 0;
             #pragma GCC unroll 16
             for (int k = 0; k < CS_ROW_LANES; k++) {
-                const cs_node* next = cs_step(lane[k], xt + k * stride, base, bits, bounds);
+                const cs_node* next = cs_step(lane[k], xt + k * stride, cat_bits, bounds, wide);
                 moved |= (uintptr_t)next ^ (uintptr_t)lane[k];
                 lane[k] = next;
             }
@@ -279,45 +285,51 @@ cdef extern from *:
         for (int k = 0; k < CS_ROW_LANES; k++) out[k] += lane[k]->p.value;
     }
 
-    static inline double cs_walk_one(const cs_node* n, const int64_t* xt, const char* base,
-                                     const uint32_t* bits, const int32_t* bounds) {
+    static inline double cs_walk_one(const cs_node* n, const int64_t* xt, const uint32_t* cat_bits,
+                                     const int32_t* bounds) {
         const cs_node* next;
-        while ((next = cs_step(n, xt, base, bits, bounds)) != n) n = next;
+        while ((next = cs_step(n, xt, cat_bits, bounds, 1)) != n) n = next;
         return n->p.value;
+    }
+
+    /* Asks for a tree's nodes before its walk needs them: a large model does not fit in L2. */
+    static inline void cs_prefetch(const cs_node* first, const cs_node* end) {
+        for (const char* a = (const char*)first; a < (const char*)end; a += 64) __builtin_prefetch(a, 0, 2);
     }
     """
     ctypedef struct WalkNode "cs_node":
         pass
     enum: CS_TREE_LANES, CS_ROW_LANES
     double cs_walk_trees(const WalkNode* nodes, const int32_t* roots, int t, const int64_t* xt,
-                         const uint32_t* bits, const int32_t* bounds, double total) noexcept nogil
-    void cs_walk_rows(const WalkNode* root, const WalkNode* nodes, const int64_t* xt, int stride,
-                      const uint32_t* bits, const int32_t* bounds, double* out) noexcept nogil
-    double cs_walk_one(const WalkNode* n, const int64_t* xt, const char* base,
-                       const uint32_t* bits, const int32_t* bounds) noexcept nogil
+                         const uint32_t* cat_bits, const int32_t* bounds, double total, int wide) noexcept nogil
+    void cs_walk_rows(const WalkNode* root, const int64_t* xt, int stride,
+                      const uint32_t* cat_bits, const int32_t* bounds, double* out, int wide) noexcept nogil
+    double cs_walk_one(const WalkNode* n, const int64_t* xt, const uint32_t* cat_bits,
+                       const int32_t* bounds) noexcept nogil
+    void cs_prefetch(const WalkNode* first, const WalkNode* end) noexcept nogil
 
 
-WALK_DTYPE = np.dtype([("p", "<i8"), ("right", "<i4"), ("slot", "<u2"), ("kind", "u1"), ("pad", "u1")])
+WALK_DTYPE = np.dtype([("p", "<i8"), ("skip", "<i4"), ("slot", "<u2"), ("bits", "i1"), ("wide", "u1")])
 
 
 def walk_layout(nodes, cat_bounds, cat_bits, int n_features):
-    """The WalkNode array for the compiler's Node array (same order, same tree shapes)."""
+    """The cs_node array for the compiler's Node array (same order, same tree shapes)."""
     value = np.ascontiguousarray(nodes["value"], dtype=np.float64)
     kind = nodes["kind"]
     leaf = (kind & KIND_LEAF) != 0
     cat = ((kind & KIND_CATEGORICAL) != 0) & ~leaf
     num = ~leaf & ~cat
     walk = np.zeros(len(nodes), dtype=WALK_DTYPE)
-    walk["right"] = nodes["right"].astype(np.int64) * WALK_DTYPE.itemsize
+    right = nodes["right"].astype(np.int64)
+    walk["skip"] = (right - np.arange(1, len(nodes) + 1)) * WALK_DTYPE.itemsize
     walk["slot"] = nodes["feature"]
-    walk["kind"] = WALK_COMPARE
-    # Leaves: a bit test on slot F (always 0) fails, so the walk takes `right`, itself.
+    # Leaves: a bit test on slot F (always 0) fails, so the walk goes right, to itself.
     walk["p"][leaf] = value[leaf].view(np.int64)
-    walk["kind"][leaf] = WALK_BITS
+    walk["bits"][leaf] = -1
     walk["slot"][leaf] = n_features
     threshold = value[num] + 0.0  # -0.0 -> 0.0: _key orders the two zeros, <= does not
-    bits = threshold.view(np.int64)
-    keys = bits ^ ((bits >> 63) & np.int64(0x7FFFFFFFFFFFFFFF))
+    keys = threshold.view(np.int64)
+    keys = keys ^ ((keys >> 63) & np.int64(0x7FFFFFFFFFFFFFFF))
     keys[np.isnan(threshold)] = np.iinfo(np.int64).min  # x <= NaN never holds
     walk["p"][num] = keys
     if cat.any():
@@ -331,9 +343,9 @@ def walk_layout(nodes, cat_bounds, cat_bits, int n_features):
         mask |= np.where(width >= 2, words[np.minimum(start + 1, len(words) - 1)] << np.uint64(32), 0)
         cat_index = np.flatnonzero(cat)
         walk["p"][cat_index] = np.where(inline, mask.view(np.int64), index)
-        walk["kind"][cat_index] = np.where(inline, WALK_BITS, WALK_WIDE)
-        walk["slot"][cat_index] = np.where(inline, walk["slot"][cat_index] + n_features + 1,
-                                           walk["slot"][cat_index])
+        walk["bits"][cat_index] = -1
+        walk["wide"][cat_index] = ~inline
+        walk["slot"][cat_index] += np.where(inline, n_features + 1, 0).astype(np.uint16)
     return walk
 
 
@@ -345,6 +357,7 @@ cdef class Forest:
     cdef readonly int transform
     cdef readonly double sigmoid
     cdef readonly int max_depth
+    cdef bint _wide  # some categorical split has a bitset past 64 codes (see cs_step)
     cdef const Node[::1] _nodes
     cdef const WalkNode* _walk  # into self._keep[1] (memoryviews cannot type a struct holding a union)
     cdef const int32_t[::1] _roots
@@ -362,6 +375,7 @@ cdef class Forest:
         self._keep = (nodes, walk, roots, counts, expected, cat_bounds, cat_bits, feature_kinds)
         self._nodes = nodes
         self._walk = <const WalkNode*>cnp.PyArray_DATA(<cnp.ndarray>walk)
+        self._wide = bool(walk["wide"].any())
         self._roots = roots
         self._counts = counts
         self._expected = expected
@@ -384,11 +398,17 @@ cdef class Forest:
         cdef const int32_t* bounds = &self._cat_bounds[0]
         cdef double total = 0.0
         cdef int t = 0
-        while t + CS_TREE_LANES <= self.n_trees:
-            total = cs_walk_trees(nodes, roots, t, xt, bits, bounds, total)
-            t += CS_TREE_LANES
+        # Two call sites so that each inlined walk has `wide` as a constant.
+        if self._wide:
+            while t + CS_TREE_LANES <= self.n_trees:
+                total = cs_walk_trees(nodes, roots, t, xt, bits, bounds, total, 1)
+                t += CS_TREE_LANES
+        else:
+            while t + CS_TREE_LANES <= self.n_trees:
+                total = cs_walk_trees(nodes, roots, t, xt, bits, bounds, total, 0)
+                t += CS_TREE_LANES
         while t < self.n_trees:
-            total += cs_walk_one(nodes + roots[t], xt, <const char*>nodes, bits, bounds)
+            total += cs_walk_one(nodes + roots[t], xt, bits, bounds)
             t += 1
         return total
 
@@ -402,12 +422,19 @@ cdef class Forest:
         cdef const WalkNode* root
         for t in range(self.n_trees):
             root = nodes + roots[t]
+            if t + 2 < self.n_trees:
+                cs_prefetch(nodes + roots[t + 1], nodes + roots[t + 2])
             r = 0
-            while r + CS_ROW_LANES <= rows:
-                cs_walk_rows(root, nodes, xt + r * stride, stride, bits, bounds, out + r)
-                r += CS_ROW_LANES
+            if self._wide:
+                while r + CS_ROW_LANES <= rows:
+                    cs_walk_rows(root, xt + r * stride, stride, bits, bounds, out + r, 1)
+                    r += CS_ROW_LANES
+            else:
+                while r + CS_ROW_LANES <= rows:
+                    cs_walk_rows(root, xt + r * stride, stride, bits, bounds, out + r, 0)
+                    r += CS_ROW_LANES
             while r < rows:
-                out[r] += cs_walk_one(root, xt + r * stride, <const char*>nodes, bits, bounds)
+                out[r] += cs_walk_one(root, xt + r * stride, bits, bounds)
                 r += 1
 
     cdef int _raw_batch(self, const double* X, Py_ssize_t n_rows, double* out) noexcept nogil:
