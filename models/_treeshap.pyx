@@ -45,24 +45,26 @@ ctypedef struct Edge:
 
 
 ctypedef struct Split:
-    # One internal node. The kernels walk lists of these instead of all nodes, so that
-    # "is this a leaf?" is never a (mispredicted) branch; pairs are indexed by "the row
-    # goes left" (1: left child, 0: right child), so that hot and cold are loads too.
+    # One internal node (48 bytes: every row reads all of them). The kernels walk lists
+    # of these instead of all nodes, so that "is this a leaf?" is never a (mispredicted)
+    # branch; pairs are indexed by "the row goes left" (1: left child, 0: right child),
+    # so that hot and cold are loads, not branches either.
     double value     # threshold, or bitset index for a categorical split
-    double z[2]      # cover fractions of the children
-    double v[2]      # a bottom split's leaf values
-    double E         # a bottom split's z[0] v[0] + z[1] v[1]
+    double pair[2]   # cover fractions of the children; a bottom split: its leaf values
+    double E         # a bottom split: the cover-weighted mean of its two leaf values
     int32_t node     # local index in the tree (left child: node + 1)
     int32_t right    # local index of the right child
     int32_t feature  # row column
     uint16_t slot    # row slot the scorer reads (see _transform_row)
     uint8_t kind
-    uint8_t simple   # the only split on its feature along every path through it
+    uint8_t flags    # SIMPLE and/or REPEAT
 
 
 cdef enum:
     KIND_CATEGORICAL = 1
     KIND_LEAF = 2
+    SIMPLE = 1  # Split.flags: the only split on its feature along every path through it
+    REPEAT = 2  # Split.flags: its feature was split on above it
     FEATURE_NONE = 0
     FEATURE_NAN = 1
     FEATURE_ZERO = 2
@@ -213,15 +215,15 @@ cdef void _tree(const Tree* tr, const double* xt, vec2* phiv, uint8_t* O,
         i = sp.node
         L = i + 1
         R = sp.right
-        if edges[L].prev < 0:
+        if not (sp.flags & REPEAT):
             O[L] = left
             O[R] = 1 - left
             # Hot child h: z_h (1 - t) + t; cold child: z_c (1 - t). Both are written,
             # a leaf's G is never read: no branch on the row.
             h = R + (L - R) * left
             cold = L + R - h
-            zh = sp.z[left]
-            zc = sp.z[1 - left]
+            zh = sp.pair[left]
+            zc = sp.pair[1 - left]
             gi = G[i]
             for u in range(U):
                 gio.v[u] = gi.v[u] * omt.v[u]
@@ -245,7 +247,7 @@ cdef void _tree(const Tree* tr, const double* xt, vec2* phiv, uint8_t* O,
                     else:
                         Mc[u] = e.z + 0.0 * tk.v[u]
                     G[c].v[u] = G[i].v[u] * Mc[u]
-        if not sp.simple:
+        if not (sp.flags & SIMPLE):
             if edges[L].redone:
                 memset(acc[L].v, 0, sizeof(lanes_t))
             if edges[R].redone:
@@ -256,7 +258,7 @@ cdef void _tree(const Tree* tr, const double* xt, vec2* phiv, uint8_t* O,
     for j in range(tr.n_bottom):
         sp = tr.bottom + j
         left = _goes_left(sp.kind, xt[sp.slot], sp.value, tr.bits, tr.bounds)
-        vh = sp.v[left]
+        vh = sp.pair[left]
         E = sp.E
         sd = vh - E
         out = phiv + sp.feature * (MAX_POINTS // 2)
@@ -275,14 +277,14 @@ cdef void _tree(const Tree* tr, const double* xt, vec2* phiv, uint8_t* O,
         L = i + 1
         R = sp.right
         out = phiv + sp.feature * (MAX_POINTS // 2)
-        if sp.simple:
+        if sp.flags & SIMPLE:
             # The only split on this feature along the path. With a = z_h T_h + z_c T_c:
             # T = (1 - t) a + t T_h, and the edges add (1 - z_h) T_h - z_c T_c = T_h - a.
             left = O[L]
             h = R + (L - R) * left
             cold = L + R - h
-            zh = sp.z[left]
-            zc = sp.z[1 - left]
+            zh = sp.pair[left]
+            zc = sp.pair[1 - left]
             th = T[h]
             tc = T[cold]
             gi = G[i]
@@ -387,9 +389,8 @@ cdef class TreeShap:
             [("z", "f8"), ("Z", "f8"), ("Zp", "f8"), ("prev", "i4"), ("feature", "i4"), ("redone", "u1")],
             align=True))
         splits = np.zeros(int(internal.sum()), dtype=np.dtype(
-            [("value", "f8"), ("z", "f8", (2,)), ("v", "f8", (2,)), ("E", "f8"), ("node", "i4"),
-             ("right", "i4"), ("feature", "i4"), ("slot", "u2"), ("kind", "u1"), ("simple", "u1")],
-            align=True))
+            [("value", "f8"), ("pair", "f8", (2,)), ("E", "f8"), ("node", "i4"), ("right", "i4"),
+             ("feature", "i4"), ("slot", "u2"), ("kind", "u1"), ("flags", "u1")], align=True))
         if edges.dtype.itemsize != sizeof(Edge) or splits.dtype.itemsize != sizeof(Split):
             raise RuntimeError("a struct and its numpy dtype disagree")  # a build problem, not data
         points = np.zeros(self.n_trees, dtype=np.int32)
@@ -405,20 +406,24 @@ cdef class TreeShap:
         left_i = nodes_i + 1
         right_i = right[nodes_i]
         splits["value"] = value[nodes_i]
-        splits["z"][:, 1] = edges["z"][left_i]
-        splits["z"][:, 0] = edges["z"][right_i]
-        splits["v"][:, 1] = value[left_i]
-        splits["v"][:, 0] = value[right_i]
-        splits["E"] = splits["z"][:, 0] * splits["v"][:, 0] + splits["z"][:, 1] * splits["v"][:, 1]
+        splits["pair"][:, 1] = edges["z"][left_i]
+        splits["pair"][:, 0] = edges["z"][right_i]
         splits["node"] = local[nodes_i]
         splits["right"] = local[right[nodes_i]]
         splits["feature"] = feature[nodes_i]
         splits["slot"] = slot[nodes_i]
         splits["kind"] = kind[nodes_i]
-        for child in (nodes_i + 1, right[nodes_i]):
-            splits["simple"] = (edges["prev"][child] < 0) & (edges["redone"][child] == 0) & (
-                splits["simple"] | (child == nodes_i + 1))
-        bottom_mask = (splits["simple"] == 1) & ~internal[left_i] & ~internal[right_i]
+        repeat = edges["prev"][left_i] >= 0
+        simple = ~repeat & (edges["redone"][left_i] == 0) & (edges["redone"][right_i] == 0)
+        splits["flags"] = np.where(simple, SIMPLE, 0) | np.where(repeat, REPEAT, 0)
+        bottom_mask = simple & ~internal[left_i] & ~internal[right_i]
+        # A bottom split needs its leaf values (where others keep the cover fractions)
+        # and their cover-weighted mean.
+        z0 = splits["pair"][:, 0].copy()
+        z1 = splits["pair"][:, 1].copy()
+        splits["pair"][bottom_mask, 1] = value[left_i][bottom_mask]
+        splits["pair"][bottom_mask, 0] = value[right_i][bottom_mask]
+        splits["E"] = np.where(bottom_mask, z0 * splits["pair"][:, 0] + z1 * splits["pair"][:, 1], 0.0)
         inner = np.ascontiguousarray(splits[~bottom_mask])
         bottom = np.ascontiguousarray(splits[bottom_mask])
         bounds = np.append(roots, n_nodes)
