@@ -438,22 +438,31 @@ cdef class Forest:
                 r += 1
 
     cdef int _raw_batch(self, const double* X, Py_ssize_t n_rows, double* out) noexcept nogil:
-        """Raw scores of n_rows C-contiguous rows into out; returns -1 if out of memory."""
+        """Raw scores of n_rows C-contiguous rows into out; returns -1 if out of memory.
+
+        Whole groups of CS_ROW_LANES rows go through the row-lane walk; the last few
+        rows, which would walk as single chains there, take the one-row kernel instead.
+        """
         cdef int stride = 2 * self.n_features + 1
         cdef int64_t* xt = <int64_t*>malloc(BLOCK_ROWS * stride * sizeof(int64_t))
         cdef Py_ssize_t start
+        cdef Py_ssize_t laned = n_rows - n_rows % CS_ROW_LANES
         cdef int rows, r
         if xt == NULL:
             return -1
         start = 0
-        while start < n_rows:
-            rows = <int>min(<Py_ssize_t>BLOCK_ROWS, n_rows - start)
+        while start < laned:
+            rows = <int>min(<Py_ssize_t>BLOCK_ROWS, laned - start)
             for r in range(rows):
                 _walk_row(X + (start + r) * self.n_features, xt + r * stride,
                           &self._kinds[0], self.n_features)
                 out[start + r] = 0.0
             self._raw_block(xt, rows, stride, out + start)
             start += rows
+        while start < n_rows:
+            _walk_row(X + start * self.n_features, xt, &self._kinds[0], self.n_features)
+            out[start] = self._raw_one(xt)
+            start += 1
         free(xt)
         return 0
 
