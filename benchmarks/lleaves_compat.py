@@ -3,6 +3,15 @@
 Only the optimisation step is replaced (same -O3 intent, through LLVM's new pass
 manager); lleaves' parser, code generator and blocking are untouched, so what is
 timed is still lleaves' code. Benchmark-only: nothing outside benchmarks/ imports it.
+
+``finline=False`` keeps its meaning: lleaves' legacy pipeline then ran no inliner at
+all, while the new pipeline always inlines a private function called once (every
+tree function), so the tree functions are marked ``noinline`` instead. With inlining
+(the default), LLVM 22 did not finish optimising the 1000 x 127 model: stopped after
+36 min on a quiet machine, and again after 9 CPU-minutes (perf samples: the largest
+share in ValueTracking's programUndefinedIfUndefOrPoison and its callers, which scan
+the huge block functions that 34 inlined 127-leaf trees make). With ``finline=False``
+it compiles in about 1.5 CPU-minutes, so the benchmark uses that for this model only.
 """
 
 from __future__ import annotations
@@ -22,6 +31,10 @@ def _compile_to_module(file_path: Any, fblocksize: int = 34, finline: bool = Tru
     forest.raw_score = raw_score
     ir = llvmlite.ir.Module(name="forest")
     gen_forest(forest, ir, fblocksize, froot_func_name, use_fp64)
+    if not finline:
+        for function in ir.functions:
+            if function.linkage == "private":  # lleaves' per-tree functions
+                function.attributes.add("noinline")
     ir.triple = llvm.get_process_triple()
     module = llvm.parse_assembly(str(ir))
     module.name = str(file_path)
@@ -44,7 +57,6 @@ def patch() -> None:
     """Swap lleaves' optimiser for one that works on this llvmlite (idempotent)."""
     import lleaves.compiler
     import lleaves.lleaves
-
     import lleaves.llvm_binding
 
     if not hasattr(llvm, "PassManagerBuilder"):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import math
 import os
 import statistics
 import time
@@ -25,7 +26,15 @@ import numpy as np
 import numpy.typing as npt
 
 from benchmarks.floor import load_latency_ns
-from benchmarks.workload import CACHE, LARGE, N_FEATURES, SMALL, ModelSpec, model_path, rows
+from benchmarks.workload import (
+    CACHE,
+    LARGE,
+    N_FEATURES,
+    SMALL,
+    ModelSpec,
+    model_path,
+    rows,
+)
 from models import Scorer
 from models.reasons import top_reasons
 
@@ -118,14 +127,24 @@ def tl2cgen_method(path: Path, spec: ModelSpec) -> Method:
     )
 
 
+# lleaves compile options per model; default everywhere except where its compile does
+# not finish (see benchmarks/lleaves_compat.py): the table names what was used.
+LLEAVES_OPTIONS: dict[str, dict[str, bool]] = {LARGE.name: {"finline": False}}
+
+
 def lleaves_methods(path: Path, spec: ModelSpec) -> list[Method]:
     import lleaves
 
     from benchmarks.lleaves_compat import patch
 
     patch()
+    options = LLEAVES_OPTIONS.get(spec.name, {})
+    suffix = "".join(f"_{k}{int(v)}" for k, v in sorted(options.items()))
     model = lleaves.Model(model_file=str(path))
-    model.compile(cache=str(CACHE / f"lleaves_{spec.name}.o"), raw_score=True)  # default fblocksize=34
+    # default fblocksize=34 (lleaves' default blocking)
+    model.compile(cache=str(CACHE / f"lleaves_{spec.name}{suffix}.o"), raw_score=True, **options)
+    flags = ", ".join(f"{k}={v}" for k, v in options.items())
+    label = f"default blocking{', ' + flags if flags else ''}"
     entry = model._c_entry_func
     out = np.zeros(1, dtype=np.float64)
     out_ptr = out.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
@@ -141,9 +160,9 @@ def lleaves_methods(path: Path, spec: ModelSpec) -> list[Method]:
         return res
 
     return [
-        Method("lleaves Model.predict (n_jobs=1, default blocking)", lambda x: float(model.predict(x[None], n_jobs=1)[0]),
+        Method(f"lleaves Model.predict (n_jobs=1, {label})", lambda x: float(model.predict(x[None], n_jobs=1)[0]),
                lambda X: model.predict(X, n_jobs=1)),
-        Method("lleaves compiled function called directly", direct, direct_batch),
+        Method(f"lleaves compiled function called directly ({label})", direct, direct_batch),
     ]
 
 
@@ -216,7 +235,7 @@ def run(spec: ModelSpec, big_batch: int, single_rows: int) -> None:
                   lambda: onnx_method(booster)):
         try:
             made = build()
-        except Exception as exc:  # a competitor failing to build is reported, not fatal
+        except Exception as exc:  # noqa: BLE001 - a competitor failing to build is reported, not fatal
             print(f"  ! could not build a method: {type(exc).__name__}: {exc}")
             continue
         methods += made if isinstance(made, list) else [made]
@@ -297,7 +316,7 @@ def scorer_single(methods: list[Method]) -> float:
 
 
 def _cell(value: float, base: float) -> str:
-    if value != value:
+    if math.isnan(value):
         return "-"
     return f"{value:.2f} ({base / value:.2f}x)" if value < 10 else f"{value:.1f} ({base / value:.2f}x)"
 
