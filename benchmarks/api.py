@@ -375,16 +375,19 @@ def _cpu_seconds(pid: int) -> dict[str, float]:
 def _run_load(port: int, path: str, workload: Path, conns: int, seconds: float,
               watch: dict[str, int]) -> dict[str, Any]:
     before = {name: _cpu_seconds(pid) for name, pid in watch.items()}
+    # The result (with every latency) goes through a file: a pipe once delivered it split.
+    out = workload.with_name(f"load-{port}-{conns}.json")
     proc = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.api", "load", str(port), path, str(workload), str(conns),
-         str(seconds), str(min(1.0, seconds / 3))],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+         str(seconds), str(min(1.0, seconds / 3)), str(out)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
-    out, err = proc.communicate(timeout=seconds * 4 + 60)
+    _, err = proc.communicate(timeout=seconds * 4 + 60)
     if proc.returncode:
         raise RuntimeError(f"load generator failed: {err[-2000:]}")
     after = {name: _cpu_seconds(pid) for name, pid in watch.items()}
-    result: dict[str, Any] = json.loads(out)
+    result: dict[str, Any] = json.loads(out.read_text())
+    out.unlink()
     if result["errors"]:
         raise RuntimeError(f"{path} at {conns} connections: {result['errors']} wrong answers, e.g. {result['first_error']}")
     # Warm-up included on both sides: CPU over all requests sent (warm-up + measured).
@@ -491,7 +494,7 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "serve":
         serve(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5])
     elif len(sys.argv) > 1 and sys.argv[1] == "load":
-        p, path, wl, conns, secs, warm = sys.argv[2:8]
-        print(json.dumps(load(int(p), path, wl, int(conns), float(secs), float(warm))))
+        p, path, wl, conns, secs, warm, result_path = sys.argv[2:9]
+        Path(result_path).write_text(json.dumps(load(int(p), path, wl, int(conns), float(secs), float(warm))))
     else:
         sys.exit(main())
