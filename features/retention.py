@@ -12,9 +12,10 @@ up to an hour late (out of order) still sees its full window.
 Every call reads its caller's full 24 h (there is no cap on the calls read): the caller's
 own calls come back from Redis as one packed string and the windows are computed on the
 client (``features/_online.pyx``), linear in the calls in the window. A robocaller with
-4,000 calls in 20 h cost, per call, 40-49 us of client CPU and 15 (screen) to 40 (process)
-us of Redis CPU in ``benchmarks/store.py`` (load average ~4), against 1-2 ms of Redis time
-per call when the script scanned up to 512 of its calls (see benchmarks/README.md).
+4,000 calls in 20 h cost, per call, 40-53 us of client CPU and 15-19 (screen) to 38-42
+(process) us of Redis CPU in ``benchmarks/store.py`` (two runs, load average 4-5),
+against 1-2 ms of Redis time per call when the script scanned up to 512 of its calls
+(see benchmarks/README.md).
 """
 
 from __future__ import annotations
