@@ -37,7 +37,7 @@ def test_timelines_are_packed_sorted_trimmed_and_expire(redis_client: redis.Redi
     store.process([late])
     own = redis_client.get("cs:out:" + A)
     received = redis_client.get("cs:in:" + B)
-    assert own is not None and received is not None
+    assert isinstance(own, bytes) and isinstance(received, bytes)
     assert len(own) == 3 * 39 and len(received) == 3 * 12
     times = [int.from_bytes(own[k : k + 6], "big") for k in range(0, len(own), 39)]
     assert times == sorted(times) == [epoch_ms(T0) - 30 * 60_000, epoch_ms(T0), epoch_ms(T0) + 5 * 60_000]
@@ -46,7 +46,7 @@ def test_timelines_are_packed_sorted_trimmed_and_expire(redis_client: redis.Redi
     # a call 26 h later trims the older records (event-time retention 25 h)
     store.process([cdr(4, minutes=26 * 60)])
     own = redis_client.get("cs:out:" + A)
-    assert own is not None and len(own) == 39
+    assert isinstance(own, bytes) and len(own) == 39
 
 
 def test_full_day_is_read_without_a_cap(redis_client: redis.Redis) -> None:
