@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 
 NO_MODEL_VERSION = "none"
 _N_FEATURES = len(FEATURE_NAMES)
+_MODEL_VERDICTS: dict[str, Verdict] = {a: Verdict(a, (), "model") for a in ("allow", "warn", "block")}
 
 
 def decision_id(operator: str, call_id: str, model_version: str) -> str:
@@ -310,14 +311,20 @@ class Engine:
                 v = policy.state_rule(c, ctx)
                 out.append(Verdict(v.action, (*v.reasons, Reason(code=code)), "rule") if v else policy.degraded(c, code))
             return out
+        # policy.decide, unrolled: the rules, else the model's action as one of three shared
+        # (immutable) verdicts, so the common case creates no object (a batch pays this per call).
         thresholds = model.card.thresholds
         cache: dict[str, tuple[float, float]] = {}
+        state_rule, threshold_action = policy.state_rule, policy.threshold_action
         out = []
         for c, ctx, s in zip(cdrs, contexts, scores.tolist(), strict=True):
-            t = cache.get(c.operator)
-            if t is None:
-                t = cache[c.operator] = thresholds.for_operator(c.operator)
-            out.append(policy.decide(c, ctx, s, t))
+            v = state_rule(c, ctx)
+            if v is None:
+                t = cache.get(c.operator)
+                if t is None:
+                    t = cache[c.operator] = thresholds.for_operator(c.operator)
+                v = _MODEL_VERDICTS[threshold_action(s, *t)]
+            out.append(v)
         return out
 
     def _explain(self, verdicts: list[Verdict], features: np.ndarray, model: LoadedModel) -> list[Verdict]:

@@ -13,7 +13,9 @@ from features.definitions import FEATURE_NAMES, INDEX
 from features.errors import StoreUnavailableError
 from features.store import CallContext, ListEntry
 from models.engine import Engine, decision_id
+from models import policy
 from models.registry import LoadedModel as Loaded
+from models.registry import Thresholds
 from tests.models.tiny_model import card, loaded
 
 T0 = dt.datetime(2026, 11, 20, 8, tzinfo=dt.UTC)
@@ -92,6 +94,30 @@ def test_one_decision_per_call_with_deterministic_ids(model: Loaded) -> None:
     again = engine.process(batch)
     assert [d.decision_id for d in again] == [d.decision_id for d in decisions]
     assert len(store.applied) == 30
+
+
+def test_verdicts_are_the_policys(model: Loaded) -> None:
+    """The engine's policy step (decide unrolled, shared verdicts) gives policy.decide's verdict
+    for every call: each rule, each model action, per-operator thresholds."""
+    store = StubStore()
+    store.lists["+77019999999"] = ListEntry("+77019999999", "allow", "ops", "gateway", "kcell", 0)
+    batch = (calls(30) + calls(30, operator="tele2", prefix="t") + calls(1, b="112", prefix="e")
+             + calls(1, a="+71234567890", prefix="f") + calls(1, ingress="voip", prefix="v")
+             + calls(1, a="+77019999999", prefix="x"))
+    scores = model.scorer.predict(StubStore().process(batch[:30])[0])
+    low, high = float(np.min(scores)), float(np.max(scores))
+    assert low < high
+    # kcell's calls are allowed or blocked by the model; tele2's thresholds warn on the lowest score
+    tuned = Loaded(card("v1", Thresholds(0.5, 0.9, {"tele2": (low, high)})), model.scorer)
+    out = Engine(store, tuned).evaluate(batch, apply=True)  # type: ignore[arg-type]
+    assert out.contexts is not None
+    for c, ctx, s, v in zip(batch, out.contexts, out.scores.tolist(), out.verdicts, strict=True):
+        want = policy.decide(c, ctx, s, tuned.card.thresholds.for_operator(c.operator))
+        assert (v.action, v.source) == (want.action, want.source)
+        if want.source != "model" or want.action == "allow":  # model warn/block get reason codes added
+            assert v == want
+    by_source = {(v.source, v.action) for v in out.verdicts}
+    assert {("model", "allow"), ("model", "warn"), ("model", "block"), ("rule", "allow"), ("rule", "block")} <= by_source
 
 
 def test_per_operator_thresholds(model: Loaded) -> None:
