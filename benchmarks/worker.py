@@ -23,6 +23,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -88,6 +89,51 @@ def workload(n: int, n_subs: int, seed: int) -> tuple[list[bytes], list[bytes], 
     return keys, values, subs
 
 
+def _batch_produce(bootstrap: str, topic: str, keys: list[bytes], values: list[bytes]) -> float:
+    """Records/s of the worker's producer path (idempotent, acks=all) alone, 2,000 records per call."""
+    from kafka import KafkaProducer
+
+    from streaming.producer import BatchProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all",
+                             batch_size=1024 * 1024, max_request_size=8 * 1024 * 1024, request_timeout_ms=30_000)
+    batches = BatchProducer(producer)
+    t = time.perf_counter()
+    futures = []
+    for i in range(0, len(values), 2000):
+        futures += batches.send_many(topic, keys[i : i + 2000], values[i : i + 2000])
+    ok = batches.wait(futures, 120)
+    rate = len(values) / (time.perf_counter() - t)
+    producer.close(timeout=5)
+    if not ok:
+        raise RuntimeError("batch produce baseline: not every batch was acknowledged")
+    return rate
+
+
+def _consume(bootstrap: str, topic: str, n: int, *, fast: bool) -> float:
+    """Records/s of kafka-python consuming ``topic`` from the start with no processing."""
+    from kafka import KafkaConsumer
+
+    from streaming import fetch
+
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                             enable_auto_commit=False, group_id=None, max_poll_records=2000,
+                             fetch_max_bytes=16 * 1024 * 1024, max_partition_fetch_bytes=4 * 1024 * 1024,
+                             request_timeout_ms=30_000)
+    if fast:
+        fetch.install(consumer)
+    seen = 0
+    t = None
+    deadline = time.monotonic() + 120
+    while seen < n and time.monotonic() < deadline:
+        polled = consumer.poll(timeout_ms=500, max_records=2000)
+        if polled and t is None:
+            t = time.perf_counter()
+        seen += sum(len(r) for r in polled.values())
+    consumer.close()
+    return seen / (time.perf_counter() - (t or time.perf_counter()))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cdrs", type=int, default=200_000)
@@ -110,7 +156,8 @@ def main() -> int:
     rds = binaries.start_redis(root / "redis", root / "logs")
     try:
         bootstrap = tansu.url
-        topics.ensure_topics(bootstrap, ["cdr", "decisions", "cdr.dlq", "fraud-feed"], partitions=args.partitions)
+        topics.ensure_topics(bootstrap, ["cdr", "cdr-copy", "decisions", "cdr.dlq", "fraud-feed"],
+                             partitions=args.partitions)
         keys, values, subs = workload(args.cdrs, args.subscribers, args.seed)
         n = len(values)
 
@@ -122,21 +169,9 @@ def main() -> int:
         producer.flush(timeout=120)
         produce_rate = n / (time.perf_counter() - t)
         producer.close(timeout=5)
-
-        consumer = KafkaConsumer("cdr", bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                 enable_auto_commit=False, group_id=None, max_poll_records=2000,
-                                 fetch_max_bytes=16 * 1024 * 1024, max_partition_fetch_bytes=4 * 1024 * 1024,
-                                 request_timeout_ms=30_000)
-        seen = 0
-        t = None
-        deadline = time.monotonic() + 120
-        while seen < n and time.monotonic() < deadline:
-            polled = consumer.poll(timeout_ms=500, max_records=2000)
-            if polled and t is None:
-                t = time.perf_counter()
-            seen += sum(len(r) for r in polled.values())
-        consume_rate = seen / (time.perf_counter() - (t or time.perf_counter()))
-        consumer.close()
+        batch_produce_rate = _batch_produce(bootstrap, "cdr-copy", keys, values)
+        consume_rate = _consume(bootstrap, "cdr", n, fast=False)
+        fast_consume_rate = _consume(bootstrap, "cdr", n, fast=True)
 
         client = redis.Redis.from_url(rds.url, socket_timeout=5, socket_connect_timeout=5)
         store = RedisStore(client)
@@ -145,29 +180,47 @@ def main() -> int:
         loaded = model()
         engine = Engine(store, loaded)  # type: ignore[arg-type]
         worker = Worker(WorkerConfig(bootstrap=bootstrap, metrics_port=0, max_batch=args.max_batch,
-                                     request_timeout_ms=30_000, session_timeout_ms=10_000,
+                                     request_timeout_ms=30_000, session_timeout_ms=6_000,
                                      feed_hash_key=b"bench-feed-key-0123456789abcdef"), engine=engine)
-        started: list[float] = []
+        import psutil
+
+        me = psutil.Process()
+        servers = {"redis-server": psutil.Process(rds.pid), "tansu": psutil.Process(tansu.pid)}
+        # Counted from the first batch's arrival: the group join before it is not throughput.
+        start: dict[str, Any] = {}
+        end: dict[str, Any] = {}
+
+        def snapshot() -> dict[str, Any]:
+            return {"t": time.perf_counter(), "cpu": time.process_time(),
+                    "servers": {k: sum(p.cpu_times()[:2]) for k, p in servers.items()},
+                    "threads": {t.id: t.user_time + t.system_time for t in me.threads()}}
 
         def watch() -> None:
             while worker.consumed == 0:
-                time.sleep(0.001)
-            started.append(time.perf_counter())
+                time.sleep(0.01)
+            start.update(snapshot())
             while worker.consumed < n:
-                time.sleep(0.005)
+                time.sleep(0.01)
+            end.update(snapshot())  # before the threads stop (their CPU times go with them)
             worker.stop()
 
-        threading.Thread(target=watch, daemon=True).start()
-        import psutil
+        threading.Thread(target=watch, name="bench-watch", daemon=True).start()
+        names: dict[int, str] = {}
 
-        servers = {"redis-server": psutil.Process(rds.pid), "tansu": psutil.Process(tansu.pid)}
-        server_cpu0 = {k: sum(p.cpu_times()[:2]) for k, p in servers.items()}
-        cpu0 = time.process_time()
+        def name_threads() -> None:
+            while not start:
+                time.sleep(0.05)
+            names.update({t.native_id: t.name for t in threading.enumerate() if t.native_id is not None})
+
+        threading.Thread(target=name_threads, daemon=True).start()
         worker.run()
-        server_cpu = {k: sum(p.cpu_times()[:2]) - server_cpu0[k] for k, p in servers.items()}
-        elapsed = time.perf_counter() - started[0]
-        cpu = time.process_time() - cpu0
-        # The first batch's poll includes the group join; count from its arrival instead.
+        elapsed = end["t"] - start["t"]
+        cpu = end["cpu"] - start["cpu"]
+        server_cpu = {k: end["servers"][k] - start["servers"][k] for k in servers}
+        thread_cpu: dict[str, float] = {}
+        for tid, seconds in end["threads"].items():
+            label = names.get(tid, "other")
+            thread_cpu[label] = thread_cpu.get(label, 0.0) + seconds - start["threads"].get(tid, 0.0)
         rate = n / elapsed
 
         check = KafkaConsumer("decisions", bootstrap_servers=bootstrap, auto_offset_reset="earliest",
@@ -200,12 +253,17 @@ def main() -> int:
         }
         print(f"CDRs: {n}, subscribers: {len(subs)}, partitions: {args.partitions}, batch: {args.max_batch}, "
               f"model: {loaded.card.version}")
-        print(f"baseline kafka-python produce only: {produce_rate:,.0f} msg/s")
-        print(f"baseline kafka-python consume only: {consume_rate:,.0f} msg/s")
+        print(f"baseline kafka-python produce only (send per record): {produce_rate:,.0f} msg/s")
+        print(f"baseline kafka-python produce only (streaming.producer whole batches): {batch_produce_rate:,.0f} msg/s")
+        print(f"baseline kafka-python consume only (stock fetcher): {consume_rate:,.0f} msg/s")
+        print(f"baseline kafka-python consume only (streaming.fetch whole batches): {fast_consume_rate:,.0f} msg/s")
         import os
 
-        print(f"worker end to end: {rate:,.0f} CDR/s ({elapsed:.2f} s wall; worker process CPU "
-              f"{cpu:.2f} s = {cpu / n * 1e6:.0f} µs/CDR incl. group join; load average {os.getloadavg()[0]:.1f})")
+        print(f"worker end to end: {rate:,.0f} CDR/s ({elapsed:.2f} s wall from the first batch; worker process CPU "
+              f"{cpu:.2f} s = {cpu / n * 1e6:.0f} µs/CDR; load average {os.getloadavg()[0]:.1f})")
+        for k, v in sorted(thread_cpu.items(), key=lambda kv: -kv[1]):
+            if v > 0.005:
+                print(f"  worker thread {k}: {v / n * 1e6:.1f} µs/CDR")
         for k, v in server_cpu.items():
             print(f"{k} CPU during the run: {v:.2f} s = {v / n * 1e6:.0f} µs/CDR")
         print("| stage (wall time in the worker loop) | µs/CDR |\n|---|---:|")

@@ -37,6 +37,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ from streaming.metrics import WorkerMetrics
 
 if TYPE_CHECKING:
     from models.registry import LoadedModel
+    from streaming.producer import BatchProducer
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +112,7 @@ class WorkerConfig:
 
 @dataclass(frozen=True)
 class Outgoing:
-    """One record to produce before the batch's offsets may be committed."""
+    """One record to produce (a dead letter, or any record as :meth:`Outputs.records` lists it)."""
 
     topic: str
     key: bytes | None
@@ -118,11 +120,34 @@ class Outgoing:
     headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class Outputs:
+    """What one batch produces, kept as parallel lists per topic (produced a topic per call)."""
+
+    topic_decisions: str
+    topic_feed: str
+    decision_keys: list[bytes] = field(default_factory=list)
+    decision_values: list[bytes] = field(default_factory=list)
+    feed_keys: list[bytes] = field(default_factory=list)
+    feed_values: list[bytes] = field(default_factory=list)
+    dead: list[Outgoing] = field(default_factory=list)
+    """Dead letters, with their headers."""
+
+    def records(self) -> list[Outgoing]:
+        """Every record, one object each (for tests and inspection; the loop does not build these)."""
+        return (list(self.dead)
+                + [Outgoing(self.topic_decisions, k, v) for k, v in zip(self.decision_keys, self.decision_values, strict=True)]
+                + [Outgoing(self.topic_feed, k, v) for k, v in zip(self.feed_keys, self.feed_values, strict=True)])
+
+    def __len__(self) -> int:
+        return len(self.dead) + len(self.decision_values) + len(self.feed_values)
+
+
 @dataclass(frozen=True)
 class _Processed:
     """A batch whose outputs are computed but not yet produced and committed."""
 
-    outgoing: list[Outgoing]
+    outgoing: Outputs
     polled: dict[Any, list[Any]]
     polled_at: float
 
@@ -131,7 +156,7 @@ class _Processed:
 class _Running:
     """A batch handed to the engine thread."""
 
-    future: Future[list[Outgoing]]
+    future: Future[Outputs]
     polled: dict[Any, list[Any]]
     polled_at: float
 
@@ -220,41 +245,46 @@ class Worker:
 
     # -- one batch ----------------------------------------------------------------------------
 
-    def process(self, records: Sequence[Any]) -> list[Outgoing]:
+    def process(self, records: Sequence[Any]) -> Outputs:
         """Turn one polled batch into the records to produce (decisions, feed events, dead letters)."""
         engine = self.engine
         if engine is None:
             raise RuntimeError("Worker.process needs an engine: pass one or call run()")
+        cfg = self.config
         t0 = time.perf_counter()
-        out: list[Outgoing] = []
+        out = Outputs(cfg.topic_decisions, cfg.topic_feed)
         cdrs: list[Cdr] = []
         parse = dlq.parse
+        append = cdrs.append
         for rec in records:
             try:
-                cdrs.append(parse(rec.value))
+                append(parse(rec.value))
             except ContractError as exc:
                 # The message masks numbers; the raw record goes only to the DLQ topic.
                 log.warning("invalid CDR at %s[%d]@%d sent to %s: %s",
-                            rec.topic, rec.partition, rec.offset, self.config.topic_dlq, exc)
-                out.append(Outgoing(self.config.topic_dlq, rec.key, rec.value,
-                                    dlq.headers(str(exc), rec.topic, rec.partition, rec.offset)))
+                            rec.topic, rec.partition, rec.offset, cfg.topic_dlq, exc)
+                out.dead.append(Outgoing(cfg.topic_dlq, rec.key, rec.value,
+                                         dlq.headers(str(exc), rec.topic, rec.partition, rec.offset)))
         t1 = time.perf_counter()
         outcome = engine.evaluate(cdrs, apply=True)
         t2 = time.perf_counter()
+        decisions = outcome.decisions
         encode = self._encoder.encode
-        topic = self.config.topic_decisions
+        out.decision_keys = [f"{d.operator}:{d.call_id}".encode() for d in decisions]
+        out.decision_values = list(map(encode, decisions))
+        counts = Counter([(d.action, d.operator) for d in decisions])
         feed = self.feed
         metrics = self.metrics
-        counts: dict[tuple[str, str], int] = {}
-        for i, (cdr, decision) in enumerate(zip(cdrs, outcome.decisions, strict=True)):
-            out.append(Outgoing(topic, f"{cdr.operator}:{cdr.call_id}".encode(), encode(decision)))
-            k = (decision.action, cdr.operator)
-            counts[k] = counts.get(k, 0) + 1
-            if feed is not None and (decision.action != "allow" or decision.reasons):
-                entry = feed.observe(cdr, decision, outcome.features[i] if outcome.features is not None else None)
-                if entry is not None:
-                    out.append(Outgoing(self.config.topic_feed, entry.number.encode(), encode(entry)))
-                    metrics.feed.inc()
+        if feed is not None:
+            features = outcome.features
+            for i, decision in enumerate(decisions):
+                if decision.action != "allow" or decision.reasons:
+                    entry = feed.observe(cdrs[i], decision, features[i] if features is not None else None)
+                    if entry is not None:
+                        out.feed_keys.append(entry.number.encode())
+                        out.feed_values.append(encode(entry))
+            if out.feed_values:
+                metrics.feed.inc(len(out.feed_values))
         t3 = time.perf_counter()
         for (action, operator), n in counts.items():
             metrics.decisions.labels(action, metrics.operator_label(operator)).inc(n)
@@ -279,13 +309,16 @@ class Worker:
         from kafka import KafkaConsumer, KafkaProducer
         from kafka.errors import KafkaError
 
+        from streaming import fetch
         from streaming.partitioner import KeyHashPartitioner
+        from streaming.producer import BatchProducer
 
         if self.engine is None:
             self.engine = self._build_engine()
             self._model_checked = time.monotonic()
         self._serve_http()
         consumer = producer = None
+        batches: Any = None
         cfg = self.config
         try:
             while not self._stop.is_set():
@@ -304,6 +337,7 @@ class Worker:
                         fetch_max_bytes=16 * 1024 * 1024,
                         max_partition_fetch_bytes=4 * 1024 * 1024,
                     )
+                    fetch.install(consumer)  # whole-batch record decoding (streaming/fetch.py)
                     producer = KafkaProducer(
                         bootstrap_servers=cfg.bootstrap,
                         enable_idempotence=True,
@@ -317,6 +351,7 @@ class Worker:
                         bootstrap_timeout_ms=cfg.request_timeout_ms,
                         partitioner=KeyHashPartitioner(),
                     )
+                    batches = BatchProducer(producer, max_batch_bytes=512 * 1024)
                     break
                 except KafkaError as exc:
                     log.error("Kafka at %s not reachable (%s); retrying in 2 s", cfg.bootstrap, exc)
@@ -325,7 +360,7 @@ class Worker:
                             client.close()
                     consumer = producer = None
                     self._stop.wait(2.0)
-            if consumer is None or producer is None:
+            if consumer is None or producer is None or batches is None:
                 return
             self.kafka_connected = True
             log.info("worker consuming %s in group %s", cfg.topic_cdr, cfg.group_id)
@@ -333,12 +368,12 @@ class Worker:
             running: _Running | None = None
             with ThreadPoolExecutor(1, thread_name_prefix="worker-engine") as engine_thread:
                 while not self._stop.is_set():
-                    ready, running = self._step(consumer, producer, engine_thread, ready, running)
+                    ready, running = self._step(consumer, batches, engine_thread, ready, running)
                 # Stopping: deliver what is in flight, in order; a failed delivery stops the
                 # chain so that no later offset is committed past an unacknowledged record.
-                ok = self._deliver(consumer, producer, ready) if ready is not None else True
+                ok = self._deliver(consumer, batches, ready) if ready is not None else True
                 if ok and running is not None:
-                    self._deliver(consumer, producer,
+                    self._deliver(consumer, batches,
                                   _Processed(running.future.result(), running.polled, running.polled_at))
         finally:
             self.kafka_connected = False
@@ -349,7 +384,7 @@ class Worker:
             self._close_http()
             log.info("worker stopped after %d records", self.consumed)
 
-    def _step(self, consumer: Any, producer: Any, engine_thread: ThreadPoolExecutor,
+    def _step(self, consumer: Any, producer: BatchProducer, engine_thread: ThreadPoolExecutor,
               ready: _Processed | None, running: _Running | None) -> tuple[_Processed | None, _Running | None]:
         """One loop turn, three batches in flight: poll batch N+2 and deliver batch N (produce,
         wait for acks, commit) while the engine thread works on batch N+1 (mostly waiting on
@@ -386,21 +421,25 @@ class Worker:
             self.metrics.pending.set(engine.pending)
         return next_ready, next_running
 
-    def _deliver(self, consumer: Any, producer: Any, ready: _Processed) -> bool:
+    def _deliver(self, consumer: Any, producer: BatchProducer, ready: _Processed) -> bool:
         """Produce one processed batch, wait for the acks, commit its offsets; False if not acknowledged."""
-        from kafka.errors import CommitFailedError, KafkaError, KafkaTimeoutError
+        from kafka.errors import CommitFailedError, KafkaError
         from kafka.structs import OffsetAndMetadata
 
         cfg = self.config
         t2 = time.perf_counter()
-        send = producer.send
+        out = ready.outgoing
+        futures: list[Any] = []
         try:
-            futures = [send(o.topic, key=o.key, value=o.value, headers=o.headers or None) for o in ready.outgoing]
-            producer.flush(timeout=cfg.request_timeout_ms / 1000)
-        except KafkaTimeoutError:
+            if out.dead:
+                futures += producer.send_many(cfg.topic_dlq, [o.key for o in out.dead], [o.value for o in out.dead],
+                                              [o.headers for o in out.dead])
+            futures += producer.send_many(cfg.topic_decisions, out.decision_keys, out.decision_values)
+            futures += producer.send_many(cfg.topic_feed, out.feed_keys, out.feed_values)
+            ok = producer.wait(futures, cfg.request_timeout_ms / 1000)
+        except KafkaError as exc:  # metadata not available within max_block_ms, producer closed
+            log.error("outputs of a batch not queued (%s)", exc)
             ok = False
-        else:
-            ok = all(f.succeeded() for f in futures)
         t3 = time.perf_counter()
         self.stage["produce"] += t3 - t2
         if not ok:

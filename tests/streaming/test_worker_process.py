@@ -32,7 +32,7 @@ def test_batch_outputs_decisions_feed_and_dead_letters(tmp_path: Path) -> None:
                     engine=engine)
     values = stream(400, seed=11, numbers=5)
     values.insert(7, b'{"call_id": "bad"}')
-    out = worker.process([Record("cdr", 0, i, None, v) for i, v in enumerate(values)])
+    out = worker.process([Record("cdr", 0, i, None, v) for i, v in enumerate(values)]).records()
     decisions = [o for o in out if o.topic == "decisions"]
     assert len(decisions) == 400
     assert decisions[0].key == b"kcell:c0"

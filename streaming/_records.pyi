@@ -1,0 +1,13 @@
+from collections.abc import Callable, Sequence
+from typing import Any
+
+HEADER_SIZE: int
+
+def encode_headers(headers: Sequence[tuple[str, bytes | None]]) -> bytes: ...
+def build_batches(keys: list[bytes | None], values: list[bytes], header_blobs: list[bytes | None] | None,
+                  n_partitions: int, fallback: int, timestamp_ms: int,
+                  max_bytes: int) -> list[tuple[int, bytearray, int]]: ...
+def set_producer_state(batch: bytearray, producer_id: int, producer_epoch: int, base_sequence: int,
+                       transactional: bool, crc32c: Callable[[memoryview], int]) -> None: ...
+def decode_batch(batch: bytes | bytearray, topic: str, partition: int, record_cls: type[Any],
+                 min_offset: int) -> list[Any]: ...
