@@ -18,323 +18,457 @@ Evaluated at the q points, a product of factors is q multiplications, so one pas
 down the tree (G: the product of the factors above a node) and one pass up (T: the
 leaf values times the factors below a node) give every edge's integral as
 sum_k G(t_k) T(t_k), with no division except where a feature is split again on the
-same path (rare; those edges carry their own correction, see ``_tree``).
+same path (rare; those edges carry their own correction, see cs_tree_body).
+
+The kernel is C (below), on vectors of four doubles: a tree's rule has 4, 8, 12 or
+16 points, so every per-point step is one to four vector operations. It is compiled
+twice, for AVX2 + FMA and for baseline x86-64, and the AVX2 copy runs where the CPU
+has it (checked once at import).
 """
 
 cimport numpy as cnp
-from libc.math cimport INFINITY, NAN, fabs, trunc
-from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t
-from libc.stdlib cimport free, malloc
-from libc.string cimport memset
+from libc.math cimport fabs, trunc
+from libc.stdint cimport INT64_MAX, int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport free
+from libc.string cimport memcpy, memset
 
 import numpy as np
 
+from models._predictor import walk_layout
 from models.errors import ModelUnsupportedError, RowShapeError
 
 cnp.import_array()
 
 
-ctypedef struct Edge:
-    # The edge into a node from its parent (unused for roots). "Combined" values are
-    # LightGBM's for a feature split more than once on a path: zero fractions multiply,
-    # the one fraction is 1 only if the row followed every split on it.
-    double z        # counts[node] / counts[parent]: this split's zero fraction
-    double Z        # combined zero fraction of the parent's feature down to this edge
-    double Zp       # combined zero fraction at the previous split on that feature (1.0 if none)
-    int32_t prev    # local index of the node below that previous split (-1 if none)
-    int32_t feature  # the parent's split feature (a row column, not a slot)
-    uint8_t redone  # some split below this edge is on the same feature (it collects corrections)
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <stdlib.h>
+    #include <string.h>
 
+    typedef double cs_v4 __attribute__((vector_size(32)));
 
-ctypedef struct Split:
-    # One internal node (48 bytes: every row reads all of them). The kernels walk lists
-    # of these instead of all nodes, so that "is this a leaf?" is never a (mispredicted)
-    # branch; pairs are indexed by "the row goes left" (1: left child, 0: right child),
-    # so that hot and cold are loads, not branches either.
-    double value     # threshold, or bitset index for a categorical split
-    double pair[2]   # cover fractions of the children; a bottom split: its leaf values
-    double E         # a bottom split: the cover-weighted mean of its two leaf values
-    int32_t node     # local index in the tree (left child: node + 1)
-    int32_t right    # local index of the right child
-    int32_t feature  # row column
-    uint16_t slot    # row slot the scorer reads (see _transform_row)
-    uint8_t kind
-    uint8_t flags    # SIMPLE and/or REPEAT
+    /* The edge into a node from its parent (unused for roots). "Combined" values are
+       LightGBM's for a feature split more than once on a path: zero fractions multiply,
+       the one fraction is 1 only if the row followed every split on it. */
+    typedef struct {
+        double z;         /* counts[node] / counts[parent]: this split's zero fraction */
+        double Z;         /* combined zero fraction of the parent's feature down to this edge */
+        double Zp;        /* combined zero fraction at the previous split on that feature (1.0 if none) */
+        int32_t prev;     /* local index of the node below that previous split (-1 if none) */
+        int32_t feature;  /* the parent's split feature (a row column, not a slot) */
+        uint8_t redone;   /* some split below this edge is on the same feature (it collects corrections) */
+    } cs_edge;
+
+    /* One internal node (48 bytes: every row reads all of them). The kernel walks lists
+       of these instead of all nodes, so that "is this a leaf?" is never a (mispredicted)
+       branch; pairs are indexed by "the row goes left" (1: left child, 0: right child),
+       so that hot and cold are loads, not branches either. The test is the scorer's
+       (models/_predictor.pyx, walk_layout): key, slot and bits are its cs_node's. */
+    typedef struct {
+        int64_t key;      /* threshold key, 64-bit category mask, or (wide) bitset index */
+        double pair[2];   /* cover fractions of the children; a bottom split: its leaf values */
+        double E;         /* a bottom split: the cover-weighted mean of its two leaf values */
+        int32_t node;     /* local index in the tree (left child: node + 1) */
+        int32_t right;    /* local index of the right child */
+        int32_t feature;  /* row column */
+        uint16_t slot;    /* transformed-row slot the test reads */
+        int8_t bits;      /* -1: bit test (slot & key), 0: compare (slot <= key) */
+        uint8_t flags;    /* CS_SIMPLE, CS_REPEAT, CS_WIDE */
+    } cs_split;
+
+    enum {
+        CS_SIMPLE = 1,  /* the only split on its feature along every path through it */
+        CS_REPEAT = 2,  /* its feature was split on above it */
+        CS_WIDE = 4,    /* categorical bitset past 64 codes: tested out of line */
+        CS_MAX_POINTS = 16
+    };
+
+    /* One tree's part of the model's tables (borrowed pointers). */
+    typedef struct {
+        const cs_split* inner;   /* n_inner splits in preorder: all but the simple bottom ones */
+        const cs_split* bottom;  /* n_bottom simple splits whose children are both leaves */
+        const int32_t* leaves;   /* n_leaves local indices of the leaves under inner splits */
+        const double* value;     /* per local node (leaf outputs) */
+        const cs_edge* edges;    /* per local node */
+        const cs_v4* t;          /* the tree's Gauss-Legendre rule on [0, 1], 4 * lanes points */
+        const cs_v4* omt;        /* 1 - t */
+        const cs_v4* w;          /* weights */
+        double expected;         /* Tree::ExpectedValue */
+        int32_t n_inner, n_bottom, n_leaves;
+        int32_t lanes;           /* vectors per point set (1 to 4); 0: a single leaf */
+    } cs_tree;
+
+    static __attribute__((noinline)) uint64_t cs_shap_wide_right(int64_t code, int64_t k, const uint32_t* bits,
+                                                                 const int32_t* bounds) {
+        /* Common::FindInBitset, for a bitset past 64 categories (rare); as _predictor's cs_wide_right. */
+        int32_t start = bounds[k];
+        if (code < 0 || (code >> 5) >= bounds[k + 1] - start) return 1;
+        return ((bits[start + (code >> 5)] >> (code & 31)) & 1) ^ 1;
+    }
+
+    /* 1 if the row goes left at sp: the scorer's cs_step, as a value. */
+    static inline __attribute__((always_inline)) int cs_goes_left(
+            const cs_split* sp, const int64_t* xk, const uint32_t* cat_bits, const int32_t* bounds, const int wide) {
+        int64_t x = xk[sp->slot];
+        int64_t p = sp->key;
+        uint64_t gt = x > p, miss = (x & p) == 0;
+        uint64_t right = gt ^ ((gt ^ miss) & (uint64_t)(int64_t)sp->bits);
+        if (wide && __builtin_expect(sp->flags & CS_WIDE, 0)) right = cs_shap_wide_right(x, p, cat_bits, bounds);
+        return (int)(right ^ 1);
+    }
+
+    /* Adds one tree's contributions to phi (CS_MAX_POINTS doubles per feature, one per
+       point; the caller sums them). Scratch holds U vectors per local node in each of
+       M, G, T, acc; O one byte per local node.
+
+       Down (preorder): O[c] is the combined one fraction of the edge into c, which
+       multiplies by M_c(t) = Z_c (1 - t) + O_c t (divided by the previous factor when the
+       feature was split on above); G[c] = G[parent] * M_c and G[root] holds the
+       quadrature weights, so that a sum over points is an integral.
+       Up (reverse preorder): T[n] = sum over children M_c * T[c], T[leaf] = its value;
+       the edge into c then adds (O_c - Z_c) * G[parent] * T[c] to its feature.
+
+       U and wide are constants at every call site (the cs_shap_* wrappers), so each
+       per-point loop is U straight vector operations. */
+    static inline __attribute__((always_inline)) void cs_tree_body(
+            const cs_tree* tr, const int64_t* __restrict xk, const uint32_t* cat_bits, const int32_t* bounds,
+            double* __restrict phi, uint8_t* __restrict O, uint8_t* __restrict dec, cs_v4* __restrict M,
+            cs_v4* __restrict G, cs_v4* __restrict T, cs_v4* __restrict acc, const int U, const int wide) {
+        const cs_edge* __restrict edges = tr->edges;
+        const cs_split* __restrict inner = tr->inner;
+        const cs_split* __restrict bottom = tr->bottom;
+        const int32_t* __restrict leaves = tr->leaves;
+        const double* __restrict value = tr->value;
+        const uint32_t n_inner = (uint32_t)tr->n_inner, n_bottom = (uint32_t)tr->n_bottom;
+        const uint32_t n_leaves = (uint32_t)tr->n_leaves;
+        cs_v4 tk[4], omt[4];
+        for (int u = 0; u < U; u++) {
+            tk[u] = tr->t[u];
+            omt[u] = tr->omt[u];
+            G[u] = tr->w[u];
+        }
+        /* ---- down: G of every node below an inner split ---- */
+        for (uint32_t j = 0; j < n_inner; j++) {
+            const cs_split* sp = inner + j;
+            uint32_t left = (uint32_t)cs_goes_left(sp, xk, cat_bits, bounds, wide);
+            uint32_t i = (uint32_t)sp->node, L = i + 1, R = (uint32_t)sp->right;
+            uint32_t flags = sp->flags;
+            const cs_v4* gi = G + i * U;
+            dec[j] = (uint8_t)left;
+            if (__builtin_expect(!(flags & CS_REPEAT), 1)) {
+                /* Hot child h: z_h (1 - t) + t; cold child: z_c (1 - t). Both are written,
+                   a leaf's G is never read: no branch on the row. */
+                uint32_t h = left ? L : R, c = left ? R : L;
+                double zh = sp->pair[left], zc = sp->pair[left ^ 1];
+                cs_v4* gh = G + h * U;
+                cs_v4* gc = G + c * U;
+                for (int u = 0; u < U; u++) {
+                    cs_v4 g = gi[u], gio = g * omt[u];
+                    gh[u] = zh * gio + g * tk[u];
+                    gc[u] = zc * gio;
+                }
+                if (__builtin_expect(!(flags & CS_SIMPLE), 0)) {
+                    O[L] = (uint8_t)left;
+                    O[R] = (uint8_t)(left ^ 1);
+                    if (edges[L].redone) memset(acc + L * U, 0, U * sizeof(cs_v4));
+                    if (edges[R].redone) memset(acc + R * U, 0, U * sizeof(cs_v4));
+                }
+            } else {
+                /* The feature was split on above: its factor Zp (1 - t) + Op t becomes
+                   Z (1 - t) + (Op and o) t. M is kept for the way up. */
+                uint32_t Op = O[edges[L].prev];
+                for (int side = 0; side < 2; side++) {
+                    uint32_t c = side ? R : L;
+                    const cs_edge* e = edges + c;
+                    uint32_t Oc = Op & (side ? left ^ 1 : left);
+                    double oo = (double)Oc;
+                    O[c] = (uint8_t)Oc;
+                    for (int u = 0; u < U; u++) {
+                        cs_v4 m;
+                        if (Op)
+                            m = (e->Z * omt[u] + oo * tk[u]) / (tk[u] + e->Zp * omt[u]);
+                        else
+                            m = e->z + 0.0 * tk[u];
+                        M[c * U + u] = m;
+                        G[c * U + u] = gi[u] * m;
+                    }
+                    if (e->redone) memset(acc + c * U, 0, U * sizeof(cs_v4));
+                }
+            }
+        }
+        /* ---- up ---- */
+        /* Bottom splits first (their T depends on nothing else): T = (1 - t) E + t v_h and
+           the edges add v_h - E, times G. */
+        for (uint32_t j = 0; j < n_bottom; j++) {
+            const cs_split* sp = bottom + j;
+            uint32_t left = (uint32_t)cs_goes_left(sp, xk, cat_bits, bounds, wide);
+            double vh = sp->pair[left], E = sp->E, sd = vh - E;
+            uint32_t i = (uint32_t)sp->node;
+            cs_v4* out = (cs_v4*)(phi + (uint32_t)sp->feature * CS_MAX_POINTS);
+            const cs_v4* gi = G + i * U;
+            cs_v4* ti = T + i * U;
+            for (int u = 0; u < U; u++) {
+                out[u] += sd * gi[u];
+                ti[u] = E * omt[u] + vh * tk[u];
+            }
+        }
+        for (uint32_t j = 0; j < n_leaves; j++) {
+            uint32_t l = (uint32_t)leaves[j];
+            double v = value[l];
+            for (int u = 0; u < U; u++) T[l * U + u] = v + 0.0 * tk[u];  /* broadcast */
+        }
+        for (uint32_t j = n_inner; j-- > 0;) {
+            const cs_split* sp = inner + j;
+            uint32_t i = (uint32_t)sp->node, L = i + 1, R = (uint32_t)sp->right;
+            cs_v4* out = (cs_v4*)(phi + (uint32_t)sp->feature * CS_MAX_POINTS);
+            if (__builtin_expect(sp->flags & CS_SIMPLE, 1)) {
+                /* The only split on this feature along the path. With a = z_h T_h + z_c T_c:
+                   T = (1 - t) a + t T_h, and the edges add (1 - z_h) T_h - z_c T_c = T_h - a. */
+                uint32_t left = dec[j];
+                uint32_t h = left ? L : R, c = left ? R : L;
+                double zh = sp->pair[left], zc = sp->pair[left ^ 1];
+                const cs_v4* th = T + h * U;
+                const cs_v4* tc = T + c * U;
+                const cs_v4* gi = G + i * U;
+                cs_v4* ti = T + i * U;
+                for (int u = 0; u < U; u++) {
+                    cs_v4 a = zh * th[u] + zc * tc[u];
+                    ti[u] = omt[u] * a + tk[u] * th[u];
+                    out[u] += gi[u] * (th[u] - a);
+                }
+                continue;
+            }
+            /* A feature split more than once on the path (rare). */
+            int32_t p = edges[L].prev;
+            for (int u = 0; u < U; u++) {
+                cs_v4 ml, mr;
+                if (p < 0) {
+                    ml = edges[L].z * omt[u] + (double)O[L] * tk[u];
+                    mr = edges[R].z * omt[u] + (double)O[R] * tk[u];
+                } else {
+                    ml = M[L * U + u];
+                    mr = M[R * U + u];
+                }
+                T[i * U + u] = ml * T[L * U + u] + mr * T[R * U + u];
+            }
+            /* For the edge into c, R_c = sum over the leaves below of value * G_leaf / (the
+               leaf's final factor of this feature). Leaves with no later split on it give
+               G[i] / F_prev * T[c] (F_prev: the factor at the previous split, 1 if none);
+               the others come in through the later splits' corrections, collected in
+               acc[c]. Contributions telescope: each split on the feature adds the change of
+               its (O - Z). */
+            double Zp, Op;
+            cs_v4 Gx[4];
+            if (p < 0) {
+                Zp = 1.0;
+                Op = 1.0;
+                for (int u = 0; u < U; u++) Gx[u] = G[i * U + u];
+            } else {
+                Op = O[p];
+                Zp = edges[L].Zp;
+                for (int u = 0; u < U; u++) Gx[u] = G[i * U + u] / (Op * tk[u] + Zp * omt[u]);
+            }
+            for (int side = 0; side < 2; side++) {
+                uint32_t c = side ? R : L;
+                const cs_edge* e = edges + c;
+                double coef = ((double)O[c] - e->Z) - (Op - Zp);
+                for (int u = 0; u < U; u++) {
+                    cs_v4 r = Gx[u] * T[c * U + u];
+                    if (e->redone) r = r + acc[c * U + u];
+                    out[u] += coef * r;
+                    if (p >= 0) {
+                        /* This edge's share of the previous split's R: its leaves' R here
+                           instead of their G / F_prev there. */
+                        acc[p * U + u] += r - Gx[u] * M[c * U + u] * T[c * U + u];
+                    }
+                }
+            }
+        }
+    }
+
+    typedef void (*cs_shap_fn)(const cs_tree*, const int64_t*, const uint32_t*, const int32_t*, double*,
+                               uint8_t*, uint8_t*, cs_v4*, int);
+
+    /* One copy per (target, lanes, wide). Scratch: four arrays of m nodes x U vectors. */
+    #define CS_SHAP_KERNEL(NAME, ATTR, U, WIDE)                                                             \\
+        static ATTR void NAME(const cs_tree* tr, const int64_t* xk, const uint32_t* cat_bits,                \\
+                              const int32_t* bounds, double* phi, uint8_t* O, uint8_t* dec, cs_v4* s, int m) { \\
+            cs_tree_body(tr, xk, cat_bits, bounds, phi, O, dec, s, s + m * U, s + 2 * m * U, s + 3 * m * U, U,     \\
+                         WIDE);                                                                                 \\
+        }
+    #define CS_AVX2 __attribute__((target("avx2,fma")))
+    #define CS_BASE
+    CS_SHAP_KERNEL(cs_shap_avx2_1, CS_AVX2, 1, 0)
+    CS_SHAP_KERNEL(cs_shap_avx2_2, CS_AVX2, 2, 0)
+    CS_SHAP_KERNEL(cs_shap_avx2_3, CS_AVX2, 3, 0)
+    CS_SHAP_KERNEL(cs_shap_avx2_4, CS_AVX2, 4, 0)
+    CS_SHAP_KERNEL(cs_shap_avx2_1w, CS_AVX2, 1, 1)
+    CS_SHAP_KERNEL(cs_shap_avx2_2w, CS_AVX2, 2, 1)
+    CS_SHAP_KERNEL(cs_shap_avx2_3w, CS_AVX2, 3, 1)
+    CS_SHAP_KERNEL(cs_shap_avx2_4w, CS_AVX2, 4, 1)
+    CS_SHAP_KERNEL(cs_shap_base_1, CS_BASE, 1, 0)
+    CS_SHAP_KERNEL(cs_shap_base_2, CS_BASE, 2, 0)
+    CS_SHAP_KERNEL(cs_shap_base_3, CS_BASE, 3, 0)
+    CS_SHAP_KERNEL(cs_shap_base_4, CS_BASE, 4, 0)
+    CS_SHAP_KERNEL(cs_shap_base_1w, CS_BASE, 1, 1)
+    CS_SHAP_KERNEL(cs_shap_base_2w, CS_BASE, 2, 1)
+    CS_SHAP_KERNEL(cs_shap_base_3w, CS_BASE, 3, 1)
+    CS_SHAP_KERNEL(cs_shap_base_4w, CS_BASE, 4, 1)
+    static const cs_shap_fn cs_shap_kernels[2][2][4] = {
+        {{cs_shap_base_1, cs_shap_base_2, cs_shap_base_3, cs_shap_base_4},
+         {cs_shap_base_1w, cs_shap_base_2w, cs_shap_base_3w, cs_shap_base_4w}},
+        {{cs_shap_avx2_1, cs_shap_avx2_2, cs_shap_avx2_3, cs_shap_avx2_4},
+         {cs_shap_avx2_1w, cs_shap_avx2_2w, cs_shap_avx2_3w, cs_shap_avx2_4w}},
+    };
+
+    static int cs_shap_has_avx2(void) {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+
+    /* Every tree in order; the bias is summed as Tree::PredictContrib sums it. */
+    static void cs_shap_trees(const cs_tree* trees, int n_trees, const int64_t* xk, const uint32_t* cat_bits,
+                              const int32_t* bounds, double* phi, double* bias, uint8_t* O, cs_v4* scratch,
+                              int m, int wide, int avx2) {
+        const cs_shap_fn* fns = cs_shap_kernels[avx2 ? 1 : 0][wide ? 1 : 0];
+        for (int t = 0; t < n_trees; t++) {
+            const cs_tree* tr = trees + t;
+            *bias += tr->expected;
+            if (tr->lanes) fns[tr->lanes - 1](tr, xk, cat_bits, bounds, phi, O, O + m, scratch, m);
+        }
+    }
+
+    static void* cs_shap_alloc(size_t bytes) {
+        void* p = NULL;
+        return posix_memalign(&p, 64, bytes ? bytes : 64) ? NULL : p;
+    }
+    """
+    ctypedef double cs_v4
+    ctypedef struct cs_edge:
+        double z
+        double Z
+        double Zp
+        int32_t prev
+        int32_t feature
+        uint8_t redone
+    ctypedef struct cs_split:
+        int64_t key
+        double pair[2]
+        double E
+        int32_t node
+        int32_t right
+        int32_t feature
+        uint16_t slot
+        int8_t bits
+        uint8_t flags
+    ctypedef struct cs_tree:
+        const cs_split* inner
+        const cs_split* bottom
+        const int32_t* leaves
+        const double* value
+        const cs_edge* edges
+        const cs_v4* t
+        const cs_v4* omt
+        const cs_v4* w
+        double expected
+        int32_t n_inner
+        int32_t n_bottom
+        int32_t n_leaves
+        int32_t lanes
+    enum:
+        CS_SIMPLE
+        CS_REPEAT
+        CS_WIDE
+        CS_MAX_POINTS
+    int cs_shap_has_avx2() noexcept nogil
+    void cs_shap_trees(const cs_tree* trees, int n_trees, const int64_t* xk, const uint32_t* cat_bits,
+                       const int32_t* bounds, double* phi, double* bias, uint8_t* O, cs_v4* scratch,
+                       int m, int wide, int avx2) noexcept nogil
+    void* cs_shap_alloc(size_t bytes) noexcept nogil
 
 
 cdef enum:
     KIND_CATEGORICAL = 1
     KIND_LEAF = 2
-    SIMPLE = 1  # Split.flags: the only split on its feature along every path through it
-    REPEAT = 2  # Split.flags: its feature was split on above it
     FEATURE_NONE = 0
     FEATURE_NAN = 1
     FEATURE_ZERO = 2
+    FEATURE_CATEGORICAL = 3
     # Gauss-Legendre points per tree are capped here: exact for up to 2 * MAX_POINTS
     # distinct features on a path. A deeper model is refused and the scorer keeps the
     # reference recursion for it.
     MAX_POINTS = 16
 
+RULES = (4, 8, 12, 16)  # point counts a tree may use: one to four vectors of four doubles
+cdef int HAS_AVX2_C = cs_shap_has_avx2()
+HAS_AVX2 = bool(HAS_AVX2_C)  # the kernel copy this process runs (AVX2 + FMA or baseline)
 
-# The row transform and bitset test mirror _predictor.pyx line for line (that module is
+# The row transform mirrors _predictor.pyx's _walk_row line for line (that module is
 # the scorer's and has no .pxd to share); the parity tests compare both to LightGBM.
 cdef double ZERO_THRESHOLD = <double>(<float>1e-35)
 cdef double INT_LIMIT = 2147483648.0
+cdef int64_t KEY_MISSING_LEFT = <int64_t>0x800FFFFFFFFFFFFF
+cdef int64_t KEY_MISSING_RIGHT = INT64_MAX
 
 
-cdef inline void _transform_row(const double* x, double* xt, const uint8_t* kinds, int n_features) noexcept nogil:
+cdef inline int64_t _key(double v) noexcept nogil:
+    cdef int64_t b
+    memcpy(&b, &v, sizeof(double))
+    return b ^ ((b >> 63) & INT64_MAX)
+
+
+cdef inline void _walk_row(const double* x, int64_t* xt, const uint8_t* kinds, int n_features) noexcept nogil:
     cdef int j
-    cdef double v, right
+    cdef double v
+    cdef int64_t k, c
     cdef uint8_t kind
-    cdef double* xr = xt + n_features + 1
+    cdef int64_t* xr = xt + n_features + 1
     for j in range(n_features):
         v = x[j]
         if fabs(v) <= ZERO_THRESHOLD:
             v = 0.0
         kind = kinds[j]
-        right = v
-        if kind == FEATURE_NONE:
-            if v != v:
-                v = 0.0
-                right = 0.0
-        elif kind == FEATURE_NAN:
-            if v != v:
-                v = -INFINITY
-        elif kind == FEATURE_ZERO:
-            if v != v or v == 0.0:
-                v = -INFINITY
-                right = NAN
-        else:
+        if kind == FEATURE_CATEGORICAL:
             if v != v or v <= -1.0 or v >= INT_LIMIT:
-                v = -1.0
+                c = -1
             else:
-                v = trunc(v)
-            right = v
-        xt[j] = v
-        xr[j] = right
-    xt[n_features] = NAN
-
-
-cdef inline bint _goes_left(uint8_t kind, double x, double split, const uint32_t* bits,
-                            const int32_t* bounds) noexcept nogil:
-    cdef int c, k, start
-    if kind & KIND_CATEGORICAL:
-        c = <int>x
-        k = <int>split
-        start = bounds[k]
-        if c < 0 or (c >> 5) >= bounds[k + 1] - start:
-            return False
-        return (bits[start + (c >> 5)] >> (c & 31)) & 1
-    return x <= split
-
-
-# Per-point arithmetic runs on pairs of doubles: GCC's vector extension, which every
-# x86-64 compiles to SSE2 (the baseline, so no CPU check is needed). Cython sees the
-# type as a double; the C compiler applies each operator to both lanes and broadcasts
-# scalar operands. (Left to itself, GCC kept these short loops scalar.)
-cdef extern from *:
-    """
-    typedef double shap_vec2 __attribute__((vector_size(16)));
-    """
-    ctypedef double vec2 "shap_vec2"
-
-# One struct per point count a tree may use: the kernel is specialised on it (a fused
-# type), so every per-point loop has a compile-time length. A tree needing q points
-# uses the smallest rule with at least q (more Gauss-Legendre points are as exact).
-ctypedef struct Lanes2:
-    vec2 v[1]
-ctypedef struct Lanes4:
-    vec2 v[2]
-ctypedef struct Lanes6:
-    vec2 v[3]
-ctypedef struct Lanes8:
-    vec2 v[4]
-ctypedef struct Lanes12:
-    vec2 v[6]
-ctypedef struct Lanes16:
-    vec2 v[8]
-
-ctypedef fused lanes_t:
-    Lanes2
-    Lanes4
-    Lanes6
-    Lanes8
-    Lanes12
-    Lanes16
-
-RULES = (2, 4, 6, 8, 12, 16)  # the point counts above, ascending
-
-
-ctypedef struct Tree:
-    # Borrowed pointers to one tree's part of TreeShap's arrays.
-    const Split* inner  # n_inner splits in preorder: all but the simple bottom ones
-    const Split* bottom  # n_bottom simple splits whose children are both leaves
-    const int32_t* leaves  # n_leaves local indices of the leaves under inner splits
-    int n_inner
-    int n_bottom
-    int n_leaves
-    const double* value  # per local node (leaf outputs)
-    const Edge* edges  # per local node
-    const uint32_t* bits
-    const int32_t* bounds
-    const vec2* t  # the tree's Gauss-Legendre rule on [0, 1] (16-byte aligned)
-    const vec2* omt  # 1 - t
-    const vec2* w
-
-
-cdef void _tree(const Tree* tr, const double* xt, vec2* phiv, uint8_t* O,
-                lanes_t* M, lanes_t* G, lanes_t* T, lanes_t* acc) noexcept nogil:
-    """Add one tree's contributions to phiv (MAX_POINTS / 2 pairs per feature).
-
-    Scratch is indexed by local node, one lanes_t per node.
-    Down (preorder): O[c] is the combined one fraction of the edge into c, which
-    multiplies by M_c(t) = Z_c (1 - t) + O_c t (divided by the previous factor when the
-    feature was split on above); G[c] = G[parent] * M_c and G[root] holds the
-    quadrature weights, so that a sum over points is an integral.
-    Up (reverse preorder): T[n] = sum over children M_c * T[c], T[leaf] = its value;
-    the edge into c then adds (O_c - Z_c) * G[parent] * T[c] to its feature.
-    """
-    cdef int U = sizeof(lanes_t) // sizeof(vec2)
-    cdef lanes_t tk, omt, th, tc, gi, gio, ti
-    cdef const Split* sp
-    cdef const Edge* edges = tr.edges
-    cdef int j, i, u, side, c, p, L, R, h, cold
-    cdef uint8_t left
-    cdef double zh, zc, Op, Zp, coef, oo, v, vh, E, sd
-    cdef vec2 r, ml, mr, a
-    cdef const Edge* e
-    cdef vec2* out
-    cdef vec2* Mc
-    cdef vec2 Gx[8]  # MAX_POINTS / 2
-    for u in range(U):
-        G[0].v[u] = tr.w[u]
-        tk.v[u] = tr.t[u]
-        omt.v[u] = tr.omt[u]
-    # ---- down: G of every internal node ----
-    for j in range(tr.n_inner):
-        sp = tr.inner + j
-        left = _goes_left(sp.kind, xt[sp.slot], sp.value, tr.bits, tr.bounds)
-        i = sp.node
-        L = i + 1
-        R = sp.right
-        if not (sp.flags & REPEAT):
-            O[L] = left
-            O[R] = 1 - left
-            # Hot child h: z_h (1 - t) + t; cold child: z_c (1 - t). Both are written,
-            # a leaf's G is never read: no branch on the row.
-            h = R + (L - R) * left
-            cold = L + R - h
-            zh = sp.pair[left]
-            zc = sp.pair[1 - left]
-            gi = G[i]
-            for u in range(U):
-                gio.v[u] = gi.v[u] * omt.v[u]
-                th.v[u] = zh * gio.v[u] + gi.v[u] * tk.v[u]
-                tc.v[u] = zc * gio.v[u]
-            G[h] = th
-            G[cold] = tc
-        else:
-            # The feature was split on above: its factor Zp (1 - t) + Op t becomes
-            # Z (1 - t) + (Op and o) t. M is kept for the way up.
-            Op = O[edges[L].prev]
-            for side in range(2):
-                c = L if side == 0 else R
-                e = edges + c
-                O[c] = <uint8_t>Op & (left if side == 0 else 1 - left)
-                Mc = M[c].v
-                oo = <double>O[c]
-                for u in range(U):
-                    if Op:
-                        Mc[u] = (e.Z * omt.v[u] + oo * tk.v[u]) / (tk.v[u] + e.Zp * omt.v[u])
-                    else:
-                        Mc[u] = e.z + 0.0 * tk.v[u]
-                    G[c].v[u] = G[i].v[u] * Mc[u]
-        if not (sp.flags & SIMPLE):
-            if edges[L].redone:
-                memset(acc[L].v, 0, sizeof(lanes_t))
-            if edges[R].redone:
-                memset(acc[R].v, 0, sizeof(lanes_t))
-    # ---- up ----
-    # Bottom splits first (their T depends on nothing else): T = (1 - t) E + t v_h and
-    # the edges add v_h - E, times G.
-    for j in range(tr.n_bottom):
-        sp = tr.bottom + j
-        left = _goes_left(sp.kind, xt[sp.slot], sp.value, tr.bits, tr.bounds)
-        vh = sp.pair[left]
-        E = sp.E
-        sd = vh - E
-        out = phiv + sp.feature * (MAX_POINTS // 2)
-        gi = G[sp.node]
-        for u in range(U):
-            out[u] += sd * gi.v[u]
-            ti.v[u] = E * omt.v[u] + vh * tk.v[u]
-        T[sp.node] = ti
-    for j in range(tr.n_leaves):
-        v = tr.value[tr.leaves[j]]
-        for u in range(U):
-            T[tr.leaves[j]].v[u] = v + 0.0 * tk.v[u]  # broadcast
-    for j in range(tr.n_inner - 1, -1, -1):
-        sp = tr.inner + j
-        i = sp.node
-        L = i + 1
-        R = sp.right
-        out = phiv + sp.feature * (MAX_POINTS // 2)
-        if sp.flags & SIMPLE:
-            # The only split on this feature along the path. With a = z_h T_h + z_c T_c:
-            # T = (1 - t) a + t T_h, and the edges add (1 - z_h) T_h - z_c T_c = T_h - a.
-            left = O[L]
-            h = R + (L - R) * left
-            cold = L + R - h
-            zh = sp.pair[left]
-            zc = sp.pair[1 - left]
-            th = T[h]
-            tc = T[cold]
-            gi = G[i]
-            for u in range(U):
-                a = zh * th.v[u] + zc * tc.v[u]
-                ti.v[u] = omt.v[u] * a + tk.v[u] * th.v[u]
-                out[u] += gi.v[u] * (th.v[u] - a)
-            T[i] = ti
+                c = <int64_t>trunc(v)
+            xt[j] = c
+            xr[j] = <int64_t>((<uint64_t>1) << c) if 0 <= c < 64 else 0
             continue
-        # A feature split more than once on the path (rare).
-        p = edges[L].prev
-        for u in range(U):
-            if p < 0:
-                ml = edges[L].z * omt.v[u] + O[L] * tk.v[u]
-                mr = edges[R].z * omt.v[u] + O[R] * tk.v[u]
+        if v != v:
+            if kind == FEATURE_NONE:
+                k = _key(0.0)
+                xt[j] = k
+                xr[j] = k
             else:
-                ml = M[L].v[u]
-                mr = M[R].v[u]
-            T[i].v[u] = ml * T[L].v[u] + mr * T[R].v[u]
-        # For the edge into c, R_c = sum over the leaves below of value * G_leaf / (the
-        # leaf's final factor of this feature). Leaves with no later split on it give
-        # G[i] / F_prev * T[c] (F_prev: the factor at the previous split, 1 if none);
-        # the others come in through the later splits' corrections, collected in
-        # acc[c]. Contributions telescope: each split on the feature adds the change of
-        # its (O - Z).
-        if p < 0:
-            Zp = 1.0
-            Op = 1.0
-            for u in range(U):
-                Gx[u] = G[i].v[u]
-        else:
-            Op = O[p]
-            Zp = edges[L].Zp
-            for u in range(U):
-                Gx[u] = G[i].v[u] / (Op * tk.v[u] + Zp * omt.v[u])
-        for side in range(2):
-            c = L if side == 0 else R
-            e = edges + c
-            coef = (O[c] - e.Z) - (Op - Zp)
-            for u in range(U):
-                r = Gx[u] * T[c].v[u]
-                if e.redone:
-                    r = r + acc[c].v[u]
-                out[u] += coef * r
-                if p >= 0:
-                    # This edge's share of the previous split's R: its leaves' R here
-                    # instead of their G / F_prev there.
-                    acc[p].v[u] += r - Gx[u] * M[c].v[u] * T[c].v[u]
+                xt[j] = KEY_MISSING_LEFT
+                xr[j] = KEY_MISSING_RIGHT
+            continue
+        if kind == FEATURE_ZERO and v == 0.0:
+            xt[j] = KEY_MISSING_LEFT
+            xr[j] = KEY_MISSING_RIGHT
+            continue
+        k = _key(v)
+        xt[j] = k
+        xr[j] = k
+    xt[n_features] = 0
+
+
+def _aligned_zeros(Py_ssize_t n, dtype):
+    """A zeroed 1-D array of n items whose data starts on a 64-byte boundary (the kernel's vectors need 32)."""
+    dtype = np.dtype(dtype)
+    raw = np.zeros(n * dtype.itemsize + 64, dtype=np.uint8)
+    offset = (-raw.ctypes.data) % 64
+    return raw[offset:offset + n * dtype.itemsize].view(dtype)
+
+
+EDGE_DTYPE = np.dtype(
+    [("z", "f8"), ("Z", "f8"), ("Zp", "f8"), ("prev", "i4"), ("feature", "i4"), ("redone", "u1")], align=True)
+SPLIT_DTYPE = np.dtype(
+    [("key", "i8"), ("pair", "f8", (2,)), ("E", "f8"), ("node", "i4"), ("right", "i4"), ("feature", "i4"),
+     ("slot", "u2"), ("bits", "i1"), ("flags", "u1")], align=True)
 
 
 cdef class TreeShap:
@@ -345,32 +479,27 @@ cdef class TreeShap:
     cdef readonly int max_points
     cdef readonly Py_ssize_t nbytes
     cdef int _max_nodes
-    cdef const double[::1] _value
-    cdef const int32_t[::1] _roots
-    cdef const double[::1] _expected
+    cdef int _max_lanes
+    cdef bint _wide
+    cdef readonly bint avx2  # runs the AVX2 + FMA kernel copy (else the baseline one)
+    cdef const cs_tree* _trees  # into self._keep (a byte array of n_trees cs_tree)
     cdef const int32_t[::1] _cat_bounds
     cdef const uint32_t[::1] _cat_bits
     cdef const uint8_t[::1] _kinds
-    cdef const int32_t[::1] _points  # Gauss-Legendre points of each tree (one of RULES; 0: a leaf)
-    cdef const Edge[::1] _edges
-    cdef const Split* _inner  # tree t's: [_inner_start[t], _inner_start[t + 1])
-    cdef const Split* _bottom
-    cdef const int32_t[::1] _inner_start
-    cdef const int32_t[::1] _bottom_start
-    cdef const int32_t[::1] _leaves
-    cdef const int32_t[::1] _leaf_start
-    cdef const double[:, ::1] _t
-    cdef const double[:, ::1] _omt
-    cdef const double[:, ::1] _w
     cdef object _keep
 
-    def __init__(self, nodes, roots, counts, expected, cat_bounds, cat_bits, feature_kinds):
+    def __init__(self, nodes, roots, counts, expected, cat_bounds, cat_bits, feature_kinds, *, avx2=None):
         """Build the tables from the compiler's flat arrays (models.compiler.CompiledModel).
+
+        ``avx2``: None runs the AVX2 + FMA copy where the CPU has it; False forces the
+        baseline copy (the tests run both); True where the CPU lacks it is an error.
 
         Raises ModelUnsupportedError for a model this algorithm cannot take exactly (a
         split with an empty side, or more than 2 * MAX_POINTS features on one path).
         """
         cdef Py_ssize_t n_nodes = nodes.shape[0]
+        cdef cs_tree* trees
+        cdef int t, q
         n_features = feature_kinds.shape[0]
         value = np.ascontiguousarray(nodes["value"], dtype=np.float64)
         right = np.ascontiguousarray(nodes["right"], dtype=np.int32)
@@ -380,6 +509,9 @@ cdef class TreeShap:
         cat_bits = np.ascontiguousarray(cat_bits if len(cat_bits) else np.zeros(1, np.uint32), np.uint32)
         self.n_features = n_features
         self.n_trees = roots.shape[0]
+        if avx2 and not HAS_AVX2:
+            raise ValueError("avx2=True, but this CPU lacks AVX2 or FMA; pass avx2=None to detect")
+        self.avx2 = HAS_AVX2 if avx2 is None else bool(avx2)
         if np.any(counts <= 0):
             raise ModelUnsupportedError(
                 "a split sends no training rows to one side (zero cover); exact fast TreeSHAP "
@@ -387,13 +519,9 @@ cdef class TreeShap:
         # Slot to row column: a default-right split reads the feature's second slot.
         feature = np.where(slot > n_features, slot.astype(np.int32) - n_features - 1, slot.astype(np.int32))
         internal = (kind & KIND_LEAF) == 0
-        edges = np.zeros(n_nodes, dtype=np.dtype(
-            [("z", "f8"), ("Z", "f8"), ("Zp", "f8"), ("prev", "i4"), ("feature", "i4"), ("redone", "u1")],
-            align=True))
-        splits = np.zeros(int(internal.sum()), dtype=np.dtype(
-            [("value", "f8"), ("pair", "f8", (2,)), ("E", "f8"), ("node", "i4"), ("right", "i4"),
-             ("feature", "i4"), ("slot", "u2"), ("kind", "u1"), ("flags", "u1")], align=True))
-        if edges.dtype.itemsize != sizeof(Edge) or splits.dtype.itemsize != sizeof(Split):
+        edges = np.zeros(n_nodes, dtype=EDGE_DTYPE)
+        splits = np.zeros(int(internal.sum()), dtype=SPLIT_DTYPE)
+        if edges.dtype.itemsize != sizeof(cs_edge) or splits.dtype.itemsize != sizeof(cs_split):
             raise RuntimeError("a struct and its numpy dtype disagree")  # a build problem, not data
         points = np.zeros(self.n_trees, dtype=np.int32)
         depth = _link(value.shape[0], roots, right, feature, internal.view(np.uint8), counts, edges, points)
@@ -407,17 +535,21 @@ cdef class TreeShap:
         nodes_i = np.flatnonzero(internal)
         left_i = nodes_i + 1
         right_i = right[nodes_i]
-        splits["value"] = value[nodes_i]
+        # The split test is the scorer's own (integer keys, category masks).
+        walk = walk_layout(nodes, cat_bounds, cat_bits, n_features)[nodes_i]
+        splits["key"] = walk["p"]
+        splits["slot"] = walk["slot"]
+        splits["bits"] = walk["bits"]
         splits["pair"][:, 1] = edges["z"][left_i]
         splits["pair"][:, 0] = edges["z"][right_i]
         splits["node"] = local[nodes_i]
         splits["right"] = local[right[nodes_i]]
         splits["feature"] = feature[nodes_i]
-        splits["slot"] = slot[nodes_i]
-        splits["kind"] = kind[nodes_i]
         repeat = edges["prev"][left_i] >= 0
         simple = ~repeat & (edges["redone"][left_i] == 0) & (edges["redone"][right_i] == 0)
-        splits["flags"] = np.where(simple, SIMPLE, 0) | np.where(repeat, REPEAT, 0)
+        splits["flags"] = (np.where(simple, CS_SIMPLE, 0) | np.where(repeat, CS_REPEAT, 0)
+                           | np.where(walk["wide"] != 0, CS_WIDE, 0))
+        self._wide = bool(walk["wide"].any())
         bottom_mask = simple & ~internal[left_i] & ~internal[right_i]
         # A bottom split needs its leaf values (where others keep the cover fractions)
         # and their cover-weighted mean.
@@ -436,112 +568,107 @@ cdef class TreeShap:
         under_bottom[left_i[bottom_mask]] = True
         under_bottom[right_i[bottom_mask]] = True
         leaves_i = np.flatnonzero(~internal & ~under_bottom)
-        leaves = local[leaves_i]
+        leaves = np.ascontiguousarray(local[leaves_i])
         leaf_start = np.searchsorted(leaves_i, bounds).astype(np.int32)
-        t = np.full((MAX_POINTS + 1, MAX_POINTS), 0.5)
-        w = np.zeros((MAX_POINTS + 1, MAX_POINTS))
-        for q in RULES:
+        # Rules: row r of `rules` is (t, 1 - t, w) of the rule with RULES[r] points.
+        rules = _aligned_zeros(len(RULES) * 3 * MAX_POINTS, np.float64).reshape(len(RULES), 3, MAX_POINTS)
+        for r, q in enumerate(RULES):
             x, wq = np.polynomial.legendre.leggauss(q)
-            t[q, :q] = (x + 1.0) / 2.0
-            w[q, :q] = wq / 2.0
-        omt = 1.0 - t
-        if any(a.ctypes.data % 16 for a in (t, omt, w)):
-            raise RuntimeError("quadrature tables are not 16-byte aligned")  # numpy guarantees it on x86-64
-        self._value = value
-        self._roots = roots
-        self._expected = expected
+            rules[r, 0, :q] = (x + 1.0) / 2.0
+            rules[r, 1, :q] = 1.0 - rules[r, 0, :q]
+            rules[r, 2, :q] = wq / 2.0
+        tree_bytes = _aligned_zeros(self.n_trees * sizeof(cs_tree), np.uint8)
+        trees = <cs_tree*>cnp.PyArray_DATA(tree_bytes)
+        cdef const cs_split* inner_p = <const cs_split*>cnp.PyArray_DATA(inner)
+        cdef const cs_split* bottom_p = <const cs_split*>cnp.PyArray_DATA(bottom)
+        cdef const int32_t* leaves_p = <const int32_t*>cnp.PyArray_DATA(leaves)
+        cdef const double* value_p = <const double*>cnp.PyArray_DATA(value)
+        cdef const cs_edge* edges_p = <const cs_edge*>cnp.PyArray_DATA(edges)
+        cdef const double* rules_p = <const double*>cnp.PyArray_DATA(rules)
+        cdef int32_t[::1] roots_v = np.ascontiguousarray(roots, dtype=np.int32)
+        cdef int32_t[::1] points_v = points
+        cdef int32_t[::1] inner_v = inner_start
+        cdef int32_t[::1] bottom_v = bottom_start
+        cdef int32_t[::1] leaf_v = leaf_start
+        cdef double[::1] expected_v = np.ascontiguousarray(expected, dtype=np.float64)
+        for t in range(self.n_trees):
+            q = points_v[t]
+            trees[t].expected = expected_v[t]
+            trees[t].lanes = q // 4
+            trees[t].inner = inner_p + inner_v[t]
+            trees[t].n_inner = inner_v[t + 1] - inner_v[t]
+            trees[t].bottom = bottom_p + bottom_v[t]
+            trees[t].n_bottom = bottom_v[t + 1] - bottom_v[t]
+            trees[t].leaves = leaves_p + leaf_v[t]
+            trees[t].n_leaves = leaf_v[t + 1] - leaf_v[t]
+            trees[t].value = value_p + roots_v[t]
+            trees[t].edges = edges_p + roots_v[t]
+            if q:
+                q = RULES.index(q)
+                trees[t].t = <const cs_v4*>(rules_p + (3 * q + 0) * MAX_POINTS)
+                trees[t].omt = <const cs_v4*>(rules_p + (3 * q + 1) * MAX_POINTS)
+                trees[t].w = <const cs_v4*>(rules_p + (3 * q + 2) * MAX_POINTS)
+        self._trees = trees
         self._cat_bounds = cat_bounds
         self._cat_bits = cat_bits
         self._kinds = feature_kinds
-        self._points = points
-        self._edges = edges
-        self._inner = <const Split*>cnp.PyArray_DATA(inner)
-        self._bottom = <const Split*>cnp.PyArray_DATA(bottom)
-        self._inner_start = inner_start
-        self._bottom_start = bottom_start
-        self._leaves = leaves
-        self._leaf_start = leaf_start
-        self._t = t
-        self._omt = omt
-        self._w = w
         self._max_nodes = int((ends - roots).max()) if self.n_trees else 1
         self.max_points = int(points.max()) if self.n_trees else 0
-        self._keep = (value, roots, expected, cat_bounds, cat_bits, feature_kinds, points, edges,
-                      inner, bottom, inner_start, bottom_start, leaves, leaf_start, t, omt, w)
-        self.nbytes = sum(a.nbytes for a in (value, points, edges, inner, bottom, inner_start, bottom_start,
-                                              leaves, leaf_start))
+        self._max_lanes = max(1, self.max_points // 4)
+        self._keep = (value, cat_bounds, cat_bits, feature_kinds, edges, inner, bottom, leaves, rules, tree_bytes)
+        self.nbytes = sum(a.nbytes for a in (value, edges, inner, bottom, leaves, tree_bytes))
 
     def contributions_into(self, x, double[::1] phi):
         """TreeSHAP contributions of one row into phi (n_features + 1, bias last)."""
         cdef cnp.ndarray arr = np.ascontiguousarray(x, dtype=np.float64)
         cdef const double* row
-        cdef int t, k, f, root, q, F = self.n_features
+        cdef int k, f, F = self.n_features
         cdef int m = self._max_nodes
-        cdef double total
-        cdef double* xt
+        cdef double total, bias = 0.0
         cdef double* phiv
-        cdef double* scratch
+        cdef cs_v4* scratch
+        cdef int64_t* xk
         cdef uint8_t* O
-        cdef Tree tr
         if cnp.PyArray_NDIM(arr) != 1 or cnp.PyArray_DIM(arr, 0) != F:
             raise RowShapeError(f"row has shape {np.shape(arr)}; expected ({F},) "
                                 "(one value per model feature, NaN for missing)")
         if phi.shape[0] != F + 1:
             raise RowShapeError(f"contribution buffer has {phi.shape[0]} slots; expected {F + 1}")
         row = <const double*>cnp.PyArray_DATA(arr)
-        # malloc aligns to 16 bytes; every vector below starts at a multiple of 16.
-        phiv = <double*>malloc(((F + 4 * m) * MAX_POINTS + 2 * F + 1) * sizeof(double))
-        O = <uint8_t*>malloc(m)
-        if phiv == NULL or O == NULL:
-            free(phiv)
-            free(O)
+        # One block: phiv (F x MAX_POINTS), scratch (4 x m x lanes vectors of 4), the
+        # transformed row (2F + 1 keys), O (m bytes).
+        phiv = <double*>cs_shap_alloc((F * MAX_POINTS + 16 * m * self._max_lanes) * sizeof(double)
+                                      + (2 * F + 1) * sizeof(int64_t) + 2 * m)
+        if phiv == NULL:
             raise MemoryError()
-        scratch = phiv + F * MAX_POINTS
-        xt = scratch + 4 * m * MAX_POINTS
-        tr.bits = &self._cat_bits[0]
-        tr.bounds = &self._cat_bounds[0]
+        scratch = <cs_v4*>(phiv + F * MAX_POINTS)
+        xk = <int64_t*>(phiv + F * MAX_POINTS + 16 * m * self._max_lanes)
+        O = <uint8_t*>(xk + 2 * F + 1)
         with nogil:
-            _transform_row(row, xt, &self._kinds[0], F)
+            _walk_row(row, xk, &self._kinds[0], F)
             memset(phiv, 0, F * MAX_POINTS * sizeof(double))
-            phi[F] = 0.0
-            for t in range(self.n_trees):
-                # Tree::PredictContrib adds each tree's expected value to the bias first.
-                phi[F] += self._expected[t]
-                q = self._points[t]
-                if q == 0:
-                    continue  # a single leaf: only the bias
-                root = self._roots[t]
-                tr.inner = self._inner + self._inner_start[t]
-                tr.n_inner = self._inner_start[t + 1] - self._inner_start[t]
-                tr.bottom = self._bottom + self._bottom_start[t]
-                tr.n_bottom = self._bottom_start[t + 1] - self._bottom_start[t]
-                tr.leaves = &self._leaves[self._leaf_start[t]]
-                tr.n_leaves = self._leaf_start[t + 1] - self._leaf_start[t]
-                tr.value = &self._value[root]
-                tr.edges = &self._edges[root]
-                tr.t = <const vec2*>&self._t[q, 0]
-                tr.omt = <const vec2*>&self._omt[q, 0]
-                tr.w = <const vec2*>&self._w[q, 0]
-                _dispatch(&tr, q, xt, <vec2*>phiv, O, scratch, m)
+            cs_shap_trees(self._trees, self.n_trees, xk, &self._cat_bits[0], &self._cat_bounds[0], phiv,
+                          &bias, O, scratch, m, self._wide, self.avx2)
+            phi[F] = bias
             for f in range(F):
                 total = 0.0
                 for k in range(MAX_POINTS):
                     total += phiv[f * MAX_POINTS + k]
                 phi[f] = total
         free(phiv)
-        free(O)
+
 
 
 cdef int _link(Py_ssize_t n_nodes, const int32_t[::1] roots, const int32_t[::1] right,
                const int32_t[::1] feature, const uint8_t[::1] internal, const double[::1] counts,
-               Edge[::1] edges, int32_t[::1] points) except -1:
+               cs_edge[::1] edges, int32_t[::1] points) except -1:
     """Fill the edge table and each tree's point count; returns the largest number of
     distinct features on one path."""
     cdef int n_trees = roots.shape[0]
     cdef int t, i, c, a, q, side, f, root, end, deepest = 0, tree_deepest
     cdef int32_t[::1] parent = np.full(n_nodes, -1, dtype=np.int32)
     cdef int32_t[::1] distinct = np.zeros(n_nodes, dtype=np.int32)
-    cdef Edge* e
+    cdef cs_edge* e
     for t in range(n_trees):
         root = roots[t]
         end = roots[t + 1] if t + 1 < n_trees else <int>n_nodes
@@ -581,26 +708,3 @@ cdef int _link(Py_ssize_t n_nodes, const int32_t[::1] roots, const int32_t[::1] 
         if tree_deepest > deepest:
             deepest = tree_deepest
     return deepest
-
-
-cdef inline void _dispatch(const Tree* tr, int q, const double* xt, vec2* phiv, uint8_t* O,
-                           double* scratch, int m) noexcept nogil:
-    # Four scratch arrays of m nodes each (M, G, T, acc), as lanes of the tree's rule.
-    if q == 2:
-        _tree(tr, xt, phiv, O, <Lanes2*>scratch, <Lanes2*>scratch + m, <Lanes2*>scratch + 2 * m,
-              <Lanes2*>scratch + 3 * m)
-    elif q == 4:
-        _tree(tr, xt, phiv, O, <Lanes4*>scratch, <Lanes4*>scratch + m, <Lanes4*>scratch + 2 * m,
-              <Lanes4*>scratch + 3 * m)
-    elif q == 6:
-        _tree(tr, xt, phiv, O, <Lanes6*>scratch, <Lanes6*>scratch + m, <Lanes6*>scratch + 2 * m,
-              <Lanes6*>scratch + 3 * m)
-    elif q == 8:
-        _tree(tr, xt, phiv, O, <Lanes8*>scratch, <Lanes8*>scratch + m, <Lanes8*>scratch + 2 * m,
-              <Lanes8*>scratch + 3 * m)
-    elif q == 12:
-        _tree(tr, xt, phiv, O, <Lanes12*>scratch, <Lanes12*>scratch + m, <Lanes12*>scratch + 2 * m,
-              <Lanes12*>scratch + 3 * m)
-    else:
-        _tree(tr, xt, phiv, O, <Lanes16*>scratch, <Lanes16*>scratch + m, <Lanes16*>scratch + 2 * m,
-              <Lanes16*>scratch + 3 * m)

@@ -29,9 +29,9 @@ DATA = Path(__file__).parent / "data"
 MODELS = sorted(p.stem for p in DATA.glob("*.txt"))
 
 
-def tables(model: CompiledModel) -> TreeShap:
+def tables(model: CompiledModel, *, avx2: bool | None = None) -> TreeShap:
     return TreeShap(model.nodes, model.roots, model.counts, model.expected, model.cat_bounds,
-                    model.cat_bits, model.feature_kinds)
+                    model.cat_bits, model.feature_kinds, avx2=avx2)
 
 
 def assert_matches(scorer: Scorer, X: npt.NDArray[np.float64], expected: npt.ArrayLike) -> None:
@@ -166,6 +166,26 @@ def test_single_leaf_trees_only_add_to_the_bias() -> None:
     booster = lgb.Booster(model_file=str(DATA / "constant_tree.txt"))
     X, _ = make_data(3, n=10)
     assert_matches(scorer, X, booster.predict(X, pred_contrib=True))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_baseline_kernel_copy_matches_lightgbm(name: str) -> None:
+    # The AVX2 + FMA copy runs on this machine; the baseline x86-64 copy (for CPUs
+    # without AVX2) is the same C compiled without them: it must be exact too.
+    path = DATA / f"{name}.txt"
+    scorer = Scorer.from_file(path)
+    booster = lgb.Booster(model_file=str(path))
+    base = tables(scorer.model, avx2=False)
+    assert not base.avx2
+    X, _ = make_data(11, n=40, nan_rate=0.2, zero_rate=0.2, categorical=True)
+    X[::5, CATEGORICAL[0]] = -2.0
+    X[::7, 2] = -np.inf
+    phi = np.empty((len(X), N_FEATURES + 1))
+    for x, out in zip(X, phi):
+        base.contributions_into(x, out)
+    np.testing.assert_allclose(phi, booster.predict(X, pred_contrib=True), rtol=0, atol=1e-9)
+    fast = np.array([scorer.contributions(x) for x in X])
+    np.testing.assert_allclose(phi, fast, rtol=0, atol=1e-12)
 
 
 def test_wrong_rows_are_refused() -> None:
