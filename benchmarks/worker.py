@@ -134,6 +134,35 @@ def _consume(bootstrap: str, topic: str, n: int, *, fast: bool) -> float:
     return seen / (time.perf_counter() - (t or time.perf_counter()))
 
 
+def _worker_classes(ref: str | None) -> tuple[Any, Any]:
+    """(Worker, WorkerConfig) of this tree, or of ``streaming/worker.py`` at git ``ref`` (same-run A/B)."""
+    if ref is None:
+        from streaming.worker import Worker, WorkerConfig
+
+        return Worker, WorkerConfig
+    import importlib.util
+    import subprocess
+
+    source = subprocess.run(["git", "show", f"{ref}:streaming/worker.py"], check=True, capture_output=True,
+                            cwd=Path(__file__).resolve().parents[1]).stdout
+    name = f"bench_worker_{ref}"
+    spec = importlib.util.spec_from_loader(name, loader=None)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    exec(compile(source, f"{ref}:streaming/worker.py", "exec"), module.__dict__)
+    return module.Worker, module.WorkerConfig
+
+
+def _parse_variant(text: str) -> dict[str, Any]:
+    """``ref=d76b01d,lanes=2,batch=4000,freeze=0`` -> settings (missing ones: this tree's defaults)."""
+    out: dict[str, Any] = {"label": text}
+    for item in filter(None, text.split(",")):
+        key, _, value = item.partition("=")
+        out[key] = value if key == "ref" else int(value)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cdrs", type=int, default=200_000)
@@ -141,25 +170,38 @@ def main() -> int:
     parser.add_argument("--partitions", type=int, default=3)
     parser.add_argument("--max-batch", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--variants", default="",
+                        help="semicolon-separated worker variants to run on the same stream, e.g. "
+                             "'ref=d76b01d;lanes=1;lanes=2,batch=4000' (ref: streaming/worker.py at that git "
+                             "commit; lanes: WorkerConfig.engine_lanes; batch: max_batch; freeze: gc_freeze 0/1). "
+                             "Default: this tree's worker as configured by default")
+    parser.add_argument("--rounds", type=int, default=1, help="runs of every variant, interleaved")
+    parser.add_argument("--no-baselines", action="store_true", help="skip the kafka-python produce/consume baselines")
     args = parser.parse_args()
 
+    import gc
+    import os
+    import statistics
+
+    import psutil
     import redis
     from kafka import KafkaConsumer, KafkaProducer
 
     from deploy import binaries, topics
     from features.redisstore import RedisStore
     from models.engine import Engine
-    from streaming.worker import Worker, WorkerConfig
 
+    variants = [_parse_variant(v) for v in args.variants.split(";")] if args.variants else [_parse_variant("")]
     root = Path(tempfile.mkdtemp(prefix="callscreen-bench-"))
     tansu = binaries.start_tansu(root / "logs")
     rds = binaries.start_redis(root / "redis", root / "logs")
     try:
         bootstrap = tansu.url
-        topics.ensure_topics(bootstrap, ["cdr", "cdr-copy", "decisions", "cdr.dlq", "fraud-feed"],
-                             partitions=args.partitions)
+        topics.ensure_topics(bootstrap, ["cdr", "cdr-copy"], partitions=args.partitions)
         keys, values, subs = workload(args.cdrs, args.subscribers, args.seed)
         n = len(values)
+        loaded = model()
+        print(f"CDRs: {n}, subscribers: {len(subs)}, partitions: {args.partitions}, model: {loaded.card.version}")
 
         producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, batch_size=1024 * 1024,
                                  max_request_size=8 * 1024 * 1024, request_timeout_ms=30_000)
@@ -169,113 +211,161 @@ def main() -> int:
         producer.flush(timeout=120)
         produce_rate = n / (time.perf_counter() - t)
         producer.close(timeout=5)
-        batch_produce_rate = _batch_produce(bootstrap, "cdr-copy", keys, values)
-        consume_rate = _consume(bootstrap, "cdr", n, fast=False)
-        fast_consume_rate = _consume(bootstrap, "cdr", n, fast=True)
+        if not args.no_baselines:
+            print(f"baseline kafka-python produce only (send per record): {produce_rate:,.0f} msg/s")
+            print(f"baseline kafka-python produce only (streaming.producer whole batches): "
+                  f"{_batch_produce(bootstrap, 'cdr-copy', keys, values):,.0f} msg/s")
+            print(f"baseline kafka-python consume only (stock fetcher): {_consume(bootstrap, 'cdr', n, fast=False):,.0f} msg/s")
+            print(f"baseline kafka-python consume only (streaming.fetch whole batches): "
+                  f"{_consume(bootstrap, 'cdr', n, fast=True):,.0f} msg/s")
 
         client = redis.Redis.from_url(rds.url, socket_timeout=5, socket_connect_timeout=5)
-        store = RedisStore(client)
-        for i in range(0, len(subs), 5000):
-            store.upsert_subscribers(subs[i : i + 5000])  # type: ignore[arg-type]
-        loaded = model()
-        engine = Engine(store, loaded)  # type: ignore[arg-type]
-        worker = Worker(WorkerConfig(bootstrap=bootstrap, metrics_port=0, max_batch=args.max_batch,
-                                     request_timeout_ms=30_000, session_timeout_ms=6_000,
-                                     feed_hash_key=b"bench-feed-key-0123456789abcdef"), engine=engine)
-        import psutil
-
         me = psutil.Process()
         servers = {"redis-server": psutil.Process(rds.pid), "tansu": psutil.Process(tansu.pid)}
-        # Counted from the first batch's arrival: the group join before it is not throughput.
-        start: dict[str, Any] = {}
-        end: dict[str, Any] = {}
-
-        def snapshot() -> dict[str, Any]:
-            return {"t": time.perf_counter(), "cpu": time.process_time(),
-                    "servers": {k: sum(p.cpu_times()[:2]) for k, p in servers.items()},
-                    "threads": {t.id: t.user_time + t.system_time for t in me.threads()}}
-
-        def watch() -> None:
-            while worker.consumed == 0:
-                time.sleep(0.01)
-            start.update(snapshot())
-            while worker.consumed < n:
-                time.sleep(0.01)
-            end.update(snapshot())  # before the threads stop (their CPU times go with them)
-            worker.stop()
-
-        threading.Thread(target=watch, name="bench-watch", daemon=True).start()
-        names: dict[int, str] = {}
-
-        def name_threads() -> None:
-            while not start:
-                time.sleep(0.05)
-            names.update({t.native_id: t.name for t in threading.enumerate() if t.native_id is not None})
-
-        threading.Thread(target=name_threads, daemon=True).start()
-        worker.run()
-        elapsed = end["t"] - start["t"]
-        cpu = end["cpu"] - start["cpu"]
-        server_cpu = {k: end["servers"][k] - start["servers"][k] for k in servers}
-        thread_cpu: dict[str, float] = {}
-        for tid, seconds in end["threads"].items():
-            label = names.get(tid, "other")
-            thread_cpu[label] = thread_cpu.get(label, 0.0) + seconds - start["threads"].get(tid, 0.0)
-        rate = n / elapsed
-
-        check = KafkaConsumer("decisions", bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                              enable_auto_commit=False, group_id=None, consumer_timeout_ms=5000,
-                              max_poll_records=5000)
-        ids = set()
-        total = 0
-        actions: dict[str, int] = {}
-        for m in check:
-            total += 1
-            ids.add(m.key)
-            action = json.loads(m.value)["action"]
-            actions[action] = actions.get(action, 0) + 1
-            if total >= n and len(ids) >= n:
-                break
-        check.close()
-
-        stages = {k: v for k, v in worker.stage.items()}
-        times = engine.times
-        per = {
-            "poll (kafka-python fetch)": stages["poll"],
-            "decode + validate (msgspec)": stages["decode"],
-            "store.process (Redis, 1 Lua call/batch)": times.store,
-            "score (Cython predictor, 1 call/batch)": times.score,
-            "policy + decision records": times.policy,
-            "reason codes (warn/block rows)": times.reasons,
-            "encode decisions + feed": stages["encode"],
-            "produce + wait for acks": stages["produce"],
-            "commit offsets": stages["commit"],
-        }
-        print(f"CDRs: {n}, subscribers: {len(subs)}, partitions: {args.partitions}, batch: {args.max_batch}, "
-              f"model: {loaded.card.version}")
-        print(f"baseline kafka-python produce only (send per record): {produce_rate:,.0f} msg/s")
-        print(f"baseline kafka-python produce only (streaming.producer whole batches): {batch_produce_rate:,.0f} msg/s")
-        print(f"baseline kafka-python consume only (stock fetcher): {consume_rate:,.0f} msg/s")
-        print(f"baseline kafka-python consume only (streaming.fetch whole batches): {fast_consume_rate:,.0f} msg/s")
-        import os
-
-        print(f"worker end to end: {rate:,.0f} CDR/s ({elapsed:.2f} s wall from the first batch; worker process CPU "
-              f"{cpu:.2f} s = {cpu / n * 1e6:.0f} µs/CDR; load average {os.getloadavg()[0]:.1f})")
-        for k, v in sorted(thread_cpu.items(), key=lambda kv: -kv[1]):
-            if v > 0.005:
-                print(f"  worker thread {k}: {v / n * 1e6:.1f} µs/CDR")
-        for k, v in server_cpu.items():
-            print(f"{k} CPU during the run: {v:.2f} s = {v / n * 1e6:.0f} µs/CDR")
-        print("| stage (wall time in the worker loop) | µs/CDR |\n|---|---:|")
-        for name, seconds in per.items():
-            print(f"| {name} | {seconds / n * 1e6:.1f} |")
-        print(f"| total of stages | {sum(per.values()) / n * 1e6:.1f} |")
-        print(f"decisions on topic: {total}, distinct keys: {len(ids)} (expected {n}); actions: {actions}")
-        ok = len(ids) == n
+        results: dict[str, list[dict[str, Any]]] = {v["label"]: [] for v in variants}
+        ok = True
+        run_number = 0
+        for _ in range(args.rounds):
+            for variant in variants:
+                run_number += 1
+                result = _run_once(variant, run_number, args, n, subs, loaded, bootstrap, client, me, servers,
+                                   RedisStore, Engine, topics, KafkaConsumer, gc, os)
+                results[variant["label"]].append(result)
+                ok = ok and result["ok"]
+        if len(variants) > 1 or args.rounds > 1:
+            print("\n| variant | runs | CDR/s (median) | worker CPU µs/CDR (median) | redis-server µs/CDR | load |")
+            print("|---|---:|---:|---:|---:|---:|")
+            for label, runs in results.items():
+                print(f"| {label or 'this tree'} | {len(runs)} | {statistics.median(r['rate'] for r in runs):,.0f} | "
+                      f"{statistics.median(r['cpu_us'] for r in runs):.0f} | "
+                      f"{statistics.median(r['redis_us'] for r in runs):.0f} | "
+                      f"{min(r['load'] for r in runs):.1f}-{max(r['load'] for r in runs):.1f} |")
         return 0 if ok else 1
     finally:
         binaries.stop(tansu.pid, tansu.create_time)
         binaries.stop(rds.pid, rds.create_time)
+
+
+def _run_once(variant: dict[str, Any], run_number: int, args: Any, n: int, subs: list[Any], loaded: LoadedModel,
+              bootstrap: str, client: Any, me: Any, servers: dict[str, Any], RedisStore: Any, Engine: Any,
+              topics: Any, KafkaConsumer: Any, gc: Any, os: Any) -> dict[str, Any]:
+    """One worker run over the whole `cdr` topic, on fresh Redis state and fresh output topics."""
+    Worker, WorkerConfig = _worker_classes(variant.get("ref"))
+    client.flushdb()
+    store = RedisStore(client)
+    for i in range(0, len(subs), 5000):
+        store.upsert_subscribers(subs[i : i + 5000])
+    engine = Engine(store, loaded)
+    out = {t: f"{t}-{run_number}" for t in ("decisions", "cdr.dlq", "fraud-feed")}
+    topics.ensure_topics(bootstrap, list(out.values()), partitions=args.partitions)
+    settings: dict[str, Any] = {
+        "bootstrap": bootstrap, "metrics_port": 0, "max_batch": variant.get("batch", args.max_batch),
+        "request_timeout_ms": 30_000, "session_timeout_ms": 6_000, "group_id": f"bench-{run_number}",
+        "topic_decisions": out["decisions"], "topic_dlq": out["cdr.dlq"], "topic_feed": out["fraud-feed"],
+        "feed_hash_key": b"bench-feed-key-0123456789abcdef",
+    }
+    fields = set(WorkerConfig.__dataclass_fields__)
+    if "lanes" in variant:
+        settings["engine_lanes"] = variant["lanes"]
+    if "freeze" in variant:
+        settings["gc_freeze"] = bool(variant["freeze"])
+    unknown = set(settings) - fields
+    if unknown:
+        raise SystemExit(f"variant {variant['label']!r}: this worker has no {sorted(unknown)}")
+    worker = Worker(WorkerConfig(**settings), engine=engine)
+
+    # Counted from the first batch's arrival: the group join before it is not throughput.
+    start: dict[str, Any] = {}
+    end: dict[str, Any] = {}
+
+    def snapshot() -> dict[str, Any]:
+        return {"t": time.perf_counter(), "cpu": time.process_time(),
+                "servers": {k: sum(p.cpu_times()[:2]) for k, p in servers.items()},
+                "threads": {t.id: t.user_time + t.system_time for t in me.threads()},
+                "names": {t.native_id: t.name for t in threading.enumerate() if t.native_id is not None}}
+
+    def watch() -> None:
+        while worker.consumed == 0:
+            time.sleep(0.01)
+        start.update(snapshot())
+        while worker.consumed < n:
+            time.sleep(0.01)
+        end.update(snapshot())  # before the threads stop (their CPU times go with them)
+        worker.stop()
+
+    gc_time = [[0.0, 0], [0.0, 0], [0.0, 0]]  # per generation: seconds, collections
+    gc_started = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_started[0] = time.perf_counter()
+        elif start and not end:
+            g = gc_time[info["generation"]]
+            g[0] += time.perf_counter() - gc_started[0]
+            g[1] += 1
+
+    gc.collect()
+    gc.callbacks.append(on_gc)
+    threading.Thread(target=watch, name="bench-watch", daemon=True).start()
+    try:
+        worker.run()
+    finally:
+        gc.callbacks.remove(on_gc)
+        gc.unfreeze()  # the next variant starts from the same collector state
+    elapsed = end["t"] - start["t"]
+    cpu = end["cpu"] - start["cpu"]
+    server_cpu = {k: end["servers"][k] - start["servers"][k] for k in servers}
+    thread_cpu: dict[str, float] = {}
+    for tid, seconds in end["threads"].items():
+        label = end["names"].get(tid, "other")
+        thread_cpu[label] = thread_cpu.get(label, 0.0) + seconds - start["threads"].get(tid, 0.0)
+    rate = n / elapsed
+    load = os.getloadavg()[0]
+
+    check = KafkaConsumer(out["decisions"], bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                          enable_auto_commit=False, group_id=None, consumer_timeout_ms=5000, max_poll_records=5000)
+    ids = set()
+    total = 0
+    actions: dict[str, int] = {}
+    for m in check:
+        total += 1
+        ids.add(m.key)
+        action = json.loads(m.value)["action"]
+        actions[action] = actions.get(action, 0) + 1
+        if total >= n and len(ids) >= n:
+            break
+    check.close()
+
+    stages = dict(worker.stage)
+    times = engine.times
+    per = {
+        "poll (kafka-python fetch)": stages["poll"],
+        "decode + validate (msgspec)": stages["decode"],
+        "store.process (Redis, 1 Lua call/batch)": times.store,
+        "score (Cython predictor, 1 call/batch)": times.score,
+        "policy + decision records": times.policy,
+        "reason codes (warn/block rows)": times.reasons,
+        "encode decisions + feed": stages["encode"],
+        "produce + wait for acks": stages["produce"],
+        "commit offsets": stages["commit"],
+    }
+    print(f"\nrun {run_number}: {variant['label'] or 'this tree'} (batch {settings['max_batch']}, "
+          f"lanes {settings.get('engine_lanes', 'n/a')}, gc.freeze {settings.get('gc_freeze', 'n/a')})")
+    print(f"worker end to end: {rate:,.0f} CDR/s ({elapsed:.2f} s wall from the first batch; worker process CPU "
+          f"{cpu:.2f} s = {cpu / n * 1e6:.0f} µs/CDR; load average {load:.1f})")
+    for k, v in sorted(thread_cpu.items(), key=lambda kv: -kv[1]):
+        if v > 0.005:
+            print(f"  worker thread {k}: {v / n * 1e6:.1f} µs/CDR")
+    print("  of which cyclic GC: " + ", ".join(
+        f"gen{g} {c} x {t / n * 1e6:.1f} µs/CDR" for g, (t, c) in enumerate(gc_time)))
+    for k, v in server_cpu.items():
+        print(f"{k} CPU during the run: {v:.2f} s = {v / n * 1e6:.0f} µs/CDR")
+    print("| stage (wall time; engine stages overlap across lanes) | µs/CDR |\n|---|---:|")
+    for name, seconds in per.items():
+        print(f"| {name} | {seconds / n * 1e6:.1f} |")
+    print(f"decisions on topic: {total}, distinct keys: {len(ids)} (expected {n}); actions: {actions}")
+    return {"rate": rate, "cpu_us": cpu / n * 1e6, "redis_us": server_cpu["redis-server"] / n * 1e6,
+            "load": load, "ok": len(ids) == n}
 
 
 if __name__ == "__main__":

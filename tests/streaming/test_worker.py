@@ -38,6 +38,7 @@ def worker(kafka_bootstrap: str, unique_topic: Callable[..., str]) -> Iterator[W
         group_id=f"worker-test-{time.monotonic_ns()}",
         metrics_port=0,
         poll_timeout_ms=200,
+        gc_freeze=False,  # in-process: leave the test session's collector alone
     )
     w = Worker(config)
     thread = threading.Thread(target=w.run, name="worker-under-test", daemon=True)
