@@ -1,48 +1,161 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""The caller's own-call window aggregates of the online store, computed on the client.
+"""The client side of the online store: the batch script's wire format, the caller's own-call
+windows, and the feature rows, in C.
+
+One engine call with one CDR used to cost ~400 us of client CPU, almost none of it work: numpy
+calls on 1-row arrays, per-call objects, redis-py's command machinery. So the whole per-call
+path is here, in three loops:
+
+* ``pack_batch``: start times, the fixed-width event record of each call, its digests
+  (BLAKE2b-48, below) and the Redis wire format (RESP) of the ``EVALSHA`` calls of
+  ``features/batch.lua``, written straight into one buffer;
+* ``features_batch``: reads the scripts' replies and computes, for every call, the
+  aggregates of ``features.assembly.RAW`` that come from the caller's own earlier calls over
+  the full 24 h (no cap), then the feature row (``assemble_rows``' arithmetic);
+* ``assemble_rows``: raw aggregates -> the 33 features of ``features.definitions``, shared
+  with the in-memory reference (``features.assembly.assemble`` calls it), so the two stores
+  cannot drift apart.
 
 ``features/batch.lua`` keeps each caller's calls of the last 25 h as ONE string of
-fixed-width records sorted by start time and returns it, as read, once per caller and script
-(a bulk string: a memcpy for Redis). This kernel computes, for every call of the batch, the
-aggregates of ``features.assembly.RAW`` that come from the caller's own earlier calls over
-the full 24 h (no cap): calls, distinct callees (10 min, 1 h, 24 h), answered/short counts
-and answered duration (1 h, 24 h), distinct IMEIs and cells (24 h, plus the call's own).
-
+fixed-width records sorted by start time and returns it, as read, once per caller and script.
 A call sees its caller's history as read plus the calls of the same script applied before
 it (the script reports which it applied), both restricted to ``[t - day, t)``; they are
 walked in start-time order (history first on ties: the order of the stored string), so the
 duration sums add up in the order the in-memory reference uses. Distinct values go through
 a small open-addressing set per call, sized to the window, so the work per call is linear
-in the calls in its window. The offline builder's sweep (``features/_window.pyx``) answers
-the same question for a whole table at once from dense integer codes; here the values are
-48-bit digests read straight from the packed records, one call at a time.
+in the calls in its window.
 
 Record (``RECORD`` = 39 bytes, big-endian): u48 start ms, 6-byte call key, u8 flags
 (1 answered, 2 has IMEI, 4 has cell), f64 duration s, 6-byte IMEI, 6-byte cell,
-6-byte callee digests.
+6-byte callee digests. Digests are ``hashlib.blake2b(utf8, digest_size=6)`` (call key:
+``operator NUL call_id``), computed here because hashlib's per-call object costs more than
+the hash (checked against hashlib in the tests).
 """
 
 import numpy as np
 
 cimport numpy as cnp
-from libc.stdint cimport int64_t, uint64_t
-from libc.stdlib cimport free, malloc
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.datetime cimport (
+    datetime_day,
+    datetime_hour,
+    datetime_microsecond,
+    datetime_minute,
+    datetime_month,
+    datetime_second,
+    datetime_tzinfo,
+    datetime_year,
+    import_datetime,
+    timedelta_days,
+    timedelta_microseconds,
+    timedelta_seconds,
+)
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from libc.math cimport NAN
+from libc.stdint cimport int64_t, uint8_t, uint64_t
+from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy, memset
 
+cdef extern from "Python.h":
+    const char* PyUnicode_AsUTF8AndSize(object unicode, Py_ssize_t* size) except NULL
+
+import datetime as _dt
+
+from features.definitions import DAY_MS as _DAY_MS
+from features.definitions import HOUR_MS as _HOUR_MS
+from features.definitions import INDEX as _INDEX
+from features.definitions import LOCAL_UTC_OFFSET_MS as _OFFSET_MS
+from features.definitions import Ingress as _Ingress
+from features.errors import StoreRecordError
+from features.numbering import NumberClass as _NumberClass
+
 cnp.import_array()
+import_datetime()
 
 cdef enum:
-    NV = 7  # doubles per call from the script
+    NS = 3  # integers per call from the script
     W = 39  # bytes per record
     OUT = 18  # the COLUMNS
+    NF = 33  # features
 
 RECORD = W
+COLUMNS = (
+    "calls_10m", "calls_1h", "calls_24h",
+    "distinct_callees_10m", "distinct_callees_1h", "distinct_callees_24h",
+    "answered_1h", "short_1h", "answered_duration_1h",
+    "answered_24h", "short_24h", "answered_duration_24h",
+    "callee_called_caller_before", "caller_called_callee_before", "inbound_calls_24h",
+    "numbers_per_imei_24h", "imeis_per_number_24h", "distinct_cells_24h",
+)
+"""The raw aggregates: ``features.assembly.RAW`` (features/redisstore.py checks)."""
+SCRIPT_VALUES = NS
+"""Integers per call from features/batch.lua: bits (1 callee called caller before, 2 caller
+called callee before, 4 duplicate, 8 applied), inbound calls 24 h, numbers per IMEI 24 h (-1
+without IMEI)."""
+ARGS_PER_CALL = 4
+"""Script arguments per call: record, a_number, a_imei ("" when absent), b_number."""
 
+_UTC = _dt.timezone.utc
+cdef int64_t DAY = _DAY_MS
+cdef int64_t HOUR = _HOUR_MS
+cdef int64_t MIN10 = 10 * 60_000
+cdef int64_t LOCAL_OFFSET = _OFFSET_MS
+cdef double SHORT_S = 10.0
+cdef double KZ_MOBILE = <int>_NumberClass.KZ_MOBILE
+cdef double INTERNATIONAL = <int>_Ingress.INTERNATIONAL
+cdef double VOIP = <int>_Ingress.VOIP
+cdef int64_t MAX_T = 1LL << 48
+
+if len(_INDEX) != NF:  # pragma: no cover - guards a feature list change without a kernel change
+    raise ImportError(f"features/_online.pyx assembles {NF} features, features.definitions has {len(_INDEX)}")
+from features.definitions import SHORT_CALL_S as _SHORT
+if _SHORT != SHORT_S:  # pragma: no cover
+    raise ImportError("features/_online.pyx: SHORT_CALL_S changed; rebuild with the new value")
+
+# feature columns, looked up by name once
+cdef int F_BIO = _INDEX["biometric_status"], F_DSV = _INDEX["days_since_verified"]
+cdef int F_SIM = _INDEX["sim_age_days"], F_NPO = _INDEX["numbers_per_owner"]
+cdef int F_INREG = _INDEX["in_registry"], F_CORP = _INDEX["is_corporate"], F_ROAM = _INDEX["roaming"]
+cdef int F_ORIGIN[4]
+F_ORIGIN[:] = [_INDEX["ingress"], _INDEX["a_class"], _INDEX["b_class"], _INDEX["has_device"]]
+cdef int F_DCFT = _INDEX["domestic_cli_foreign_trunk"], F_FIRST = _INDEX["first_contact"]
+cdef int F_IOR = _INDEX["inbound_outbound_ratio_24h"]
+cdef int F_HOUR = _INDEX["local_hour"], F_WEEKDAY = _INDEX["weekday"]
+_R = {name: i for i, name in enumerate(COLUMNS)}
+_COPIED = ("calls_10m", "calls_1h", "calls_24h", "distinct_callees_10m", "distinct_callees_1h",
+           "distinct_callees_24h", "callee_called_caller_before", "inbound_calls_24h",
+           "numbers_per_imei_24h", "imeis_per_number_24h", "distinct_cells_24h")
+cdef int N_COPY = 11
+cdef int COPY_TO[11]
+cdef int COPY_FROM[11]
+COPY_TO[:] = [_INDEX[c] for c in _COPIED]
+COPY_FROM[:] = [_R[c] for c in _COPIED]
+# feature = numerator / denominator, NaN when the denominator is 0
+_RATIOS = [(f"{f}_{w}", f"{num}_{w}", f"{den}_{w}") for w in ("1h", "24h")
+           for f, num, den in (("answered_share", "answered", "calls"), ("short_call_share", "short", "calls"),
+                               ("mean_answered_duration", "answered_duration", "answered"))]
+cdef int RATIO_TO[6]
+cdef int RATIO_NUM[6]
+cdef int RATIO_DEN[6]
+RATIO_TO[:] = [_INDEX[f] for f, _, _ in _RATIOS]
+RATIO_NUM[:] = [_R[n] for _, n, _ in _RATIOS]
+RATIO_DEN[:] = [_R[d] for _, _, d in _RATIOS]
+cdef int R_CALLS24 = _R["calls_24h"], R_FWD = _R["caller_called_callee_before"], R_IN = _R["inbound_calls_24h"]
+
+
+# --- small helpers ---------------------------------------------------------------------------
 
 cdef inline int64_t _u48(const unsigned char* p) noexcept nogil:
     return ((<int64_t>p[0] << 40) | (<int64_t>p[1] << 32) | (<int64_t>p[2] << 24)
             | (<int64_t>p[3] << 16) | (<int64_t>p[4] << 8) | <int64_t>p[5])
+
+
+cdef inline int64_t _be(const unsigned char* p, int width) noexcept nogil:
+    cdef int64_t v = 0
+    cdef int k
+    for k in range(width):
+        v = (v << 8) | p[k]
+    return v
 
 
 cdef inline double _f64(const unsigned char* p) noexcept nogil:
@@ -53,6 +166,26 @@ cdef inline double _f64(const unsigned char* p) noexcept nogil:
         u = (u << 8) | p[k]
     memcpy(&d, &u, 8)
     return d
+
+
+cdef inline void _put_f64(unsigned char* p, double d) noexcept nogil:
+    cdef uint64_t u
+    cdef int k
+    memcpy(&u, &d, 8)
+    for k in range(8):
+        p[7 - k] = <unsigned char>(u & 0xff)
+        u >>= 8
+
+
+cdef inline int64_t _floordiv(int64_t a, int64_t b) noexcept nogil:
+    cdef int64_t q = a // b
+    if (a % b != 0) and ((a < 0) != (b < 0)):
+        q -= 1
+    return q
+
+
+cdef inline int64_t _floormod(int64_t a, int64_t b) noexcept nogil:
+    return a - _floordiv(a, b) * b
 
 
 cdef inline int _insert(uint64_t* keys, unsigned char* marks, uint64_t mask, uint64_t key,
@@ -81,207 +214,717 @@ cdef inline bint _has(const uint64_t* keys, uint64_t mask, uint64_t key) noexcep
     return False
 
 
-COLUMNS = (
-    "calls_10m", "calls_1h", "calls_24h",
-    "distinct_callees_10m", "distinct_callees_1h", "distinct_callees_24h",
-    "answered_1h", "short_1h", "answered_duration_1h",
-    "answered_24h", "short_24h", "answered_duration_24h",
-    "callee_called_caller_before", "caller_called_callee_before", "inbound_calls_24h",
-    "numbers_per_imei_24h", "imeis_per_number_24h", "distinct_cells_24h",
-)
-"""The columns of the result: ``features.assembly.RAW`` (features/redisstore.py checks)."""
-SCRIPT_VALUES = NV
-"""Big-endian doubles per call from features/batch.lua: RAW columns 12-15 (-1 for an absent
-IMEI), duplicate flag, owner count, applied flag."""
+# --- BLAKE2b with a 6-byte digest (RFC 7693) -----------------------------------------------------
+
+cdef uint64_t IV[8]
+IV[:] = [0x6a09e667f3bcc908ULL, 0xbb67ae8584caa73bULL, 0x3c6ef372fe94f82bULL, 0xa54ff53a5f1d36f1ULL,
+         0x510e527fade682d1ULL, 0x9b05688c2b3e6c1fULL, 0x1f83d9abfb41bd6bULL, 0x5be0cd19137e2179ULL]
+cdef uint8_t SIGMA[12][16]
+SIGMA[0][:] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
+SIGMA[1][:] = [14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3]
+SIGMA[2][:] = [11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4]
+SIGMA[3][:] = [7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8]
+SIGMA[4][:] = [9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13]
+SIGMA[5][:] = [2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9]
+SIGMA[6][:] = [12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11]
+SIGMA[7][:] = [13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10]
+SIGMA[8][:] = [6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5]
+SIGMA[9][:] = [10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0]
+SIGMA[10][:] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
+SIGMA[11][:] = [14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3]
 
 
-def raw_aggregates(
-    const unsigned char[::1] calls,
-    const int64_t[::1] group,
-    const unsigned char[::1] script,
-    const unsigned char[::1] history,
-    const int64_t[::1] offsets,
-    const int64_t[::1] order,
-    int64_t day,
-    int64_t hour,
-    int64_t minutes10,
-    double short_s,
-):
-    """The ``COLUMNS`` of every call, rows in input order, and its duplicate flag and owner count.
+cdef inline uint64_t _rotr(uint64_t x, int n) noexcept nogil:
+    return (x >> n) | (x << (64 - n))
 
-    Calls come in script order (``calls``: records, ``script``: the script's doubles); row
-    ``order[i]`` of the result belongs to the i-th. ``group[i]`` indexes the caller's history:
-    records ``history[offsets[g]:offsets[g+1]]``; a call the script applied is seen by the
-    later calls of its group. Calls of one group must come in start-time order. The own-call
-    columns (0-11) and IMEIs/cells per number (16-17, NaN when the call lacks the field) are
-    computed here; columns 12-15 are the script's (-1 numbers per IMEI becomes NaN).
 
-    Returns ``(raw float64[n, 18], duplicate bool[n], owners int64[n])``.
-    """
-    cdef Py_ssize_t n = group.shape[0]
-    cdef Py_ssize_t n_groups = offsets.shape[0] - 1
-    if script.shape[0] != n * NV * 8 or calls.shape[0] != n * W or order.shape[0] != n:
-        raise ValueError("raw_aggregates: calls, script values and order disagree on the number of calls")
-    out_np = np.empty((n, OUT), dtype=np.float64)
-    dup_np = np.zeros(n, dtype=np.uint8)
-    owners_np = np.zeros(n, dtype=np.int64)
+cdef inline void _mix(uint64_t* v, int a, int b, int c, int d, uint64_t x, uint64_t y) noexcept nogil:
+    v[a] = v[a] + v[b] + x
+    v[d] = _rotr(v[d] ^ v[a], 32)
+    v[c] = v[c] + v[d]
+    v[b] = _rotr(v[b] ^ v[c], 24)
+    v[a] = v[a] + v[b] + y
+    v[d] = _rotr(v[d] ^ v[a], 16)
+    v[c] = v[c] + v[d]
+    v[b] = _rotr(v[b] ^ v[c], 63)
+
+
+cdef void _compress(uint64_t* h, const uint8_t* block, uint64_t t, bint last) noexcept nogil:
+    cdef uint64_t v[16]
+    cdef uint64_t m[16]
+    cdef int i, k, r
+    cdef const uint8_t* s
+    for i in range(16):
+        m[i] = 0
+        for k in range(8):
+            m[i] |= (<uint64_t>block[i * 8 + k]) << (8 * k)
+    for i in range(8):
+        v[i] = h[i]
+        v[i + 8] = IV[i]
+    v[12] ^= t
+    if last:
+        v[14] = ~v[14]
+    for r in range(12):
+        s = SIGMA[r]
+        _mix(v, 0, 4, 8, 12, m[s[0]], m[s[1]])
+        _mix(v, 1, 5, 9, 13, m[s[2]], m[s[3]])
+        _mix(v, 2, 6, 10, 14, m[s[4]], m[s[5]])
+        _mix(v, 3, 7, 11, 15, m[s[6]], m[s[7]])
+        _mix(v, 0, 5, 10, 15, m[s[8]], m[s[9]])
+        _mix(v, 1, 6, 11, 12, m[s[10]], m[s[11]])
+        _mix(v, 2, 7, 8, 13, m[s[12]], m[s[13]])
+        _mix(v, 3, 4, 9, 14, m[s[14]], m[s[15]])
+    for i in range(8):
+        h[i] ^= v[i] ^ v[i + 8]
+
+
+cdef void _h6(const uint8_t* msg, Py_ssize_t n, uint8_t* out) noexcept nogil:
+    """``hashlib.blake2b(msg, digest_size=6).digest()``."""
+    cdef uint64_t h[8]
+    cdef uint8_t block[128]
+    cdef uint64_t t = 0
+    cdef int k
+    for k in range(8):
+        h[k] = IV[k]
+    h[0] ^= 0x01010000ULL ^ 6ULL
+    while n > 128:
+        t += 128
+        _compress(h, msg, t, False)
+        msg += 128
+        n -= 128
+    memset(block, 0, 128)
+    memcpy(block, msg, n)
+    t += n
+    _compress(h, block, t, True)
+    for k in range(6):
+        out[k] = <uint8_t>(h[0] >> (8 * k))
+
+
+def digest6(bytes value):
+    """BLAKE2b-48 of ``value`` (the digest of call keys, IMEIs, cells and callees in the records)."""
+    cdef uint8_t out[6]
+    _h6(<const uint8_t*>PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), out)
+    return PyBytes_FromStringAndSize(<const char*>out, 6)
+
+
+# --- epoch milliseconds -----------------------------------------------------------------------
+
+cdef inline int64_t _days_from_civil(int64_t y, int64_t m, int64_t d) noexcept nogil:
+    # Howard Hinnant's days_from_civil: proleptic Gregorian date -> days since 1970-01-01
+    y -= 1 if m <= 2 else 0
+    cdef int64_t era = (y if y >= 0 else y - 399) // 400
+    cdef int64_t yoe = y - era * 400
+    cdef int64_t doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    cdef int64_t doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+cdef int64_t _epoch_ms(object t, object fallback) except? -1:
+    """Exact epoch milliseconds of an aware datetime, floored (``registry_codec.epoch_ms``)."""
+    tz = datetime_tzinfo(t)
+    if tz is None:  # naive: whatever registry_codec.epoch_ms makes of it
+        return fallback(t)
+    cdef int64_t secs = (_days_from_civil(datetime_year(t), datetime_month(t), datetime_day(t)) * 86400
+                         + datetime_hour(t) * 3600 + datetime_minute(t) * 60 + datetime_second(t))
+    cdef int64_t us = datetime_microsecond(t)
+    if tz is not _UTC:
+        off = t.utcoffset()
+        if off is None:
+            return fallback(t)
+        secs -= timedelta_days(off) * 86400 + timedelta_seconds(off)
+        us -= timedelta_microseconds(off)
+    return _floordiv(secs * 1000000 + us, 1000)
+
+
+def start_times(list cdrs, object fallback):
+    """``(t, order)``: epoch milliseconds of each call's ``start_time`` (``fallback`` for naive
+    times), and the input indices in start-time order (ties in input order)."""
+    cdef Py_ssize_t n = len(cdrs), i
+    cdef bint ordered = True
+    t_np = np.empty(n, dtype=np.int64)
+    cdef int64_t[::1] t = t_np
+    for i in range(n):
+        t[i] = _epoch_ms((<object>PyList_GET_ITEM(cdrs, i)).start_time, fallback)
+        if i and t[i] < t[i - 1]:
+            ordered = False
+    return t_np, (np.arange(n, dtype=np.int64) if ordered else np.argsort(t_np, kind="stable"))
+
+
+# --- the wire format of the batch script ------------------------------------------------------
+
+cdef struct Buf:
+    char* p
+    Py_ssize_t n
+    Py_ssize_t cap
+
+
+cdef int _grow(Buf* b, Py_ssize_t more) except -1:
+    cdef Py_ssize_t cap
+    cdef char* p
+    if b.n + more <= b.cap:
+        return 0
+    cap = b.cap * 2 if b.cap else 4096
+    while cap < b.n + more:
+        cap *= 2
+    p = <char*>realloc(b.p, cap)
+    if p == NULL:
+        raise MemoryError()
+    b.p = p
+    b.cap = cap
+    return 0
+
+
+cdef inline Py_ssize_t _itoa(char* out, Py_ssize_t v) noexcept nogil:
+    cdef char tmp[24]
+    cdef Py_ssize_t k = 0, j
+    if v == 0:
+        out[0] = 48
+        return 1
+    while v > 0:
+        tmp[k] = <char>(48 + v % 10)
+        v //= 10
+        k += 1
+    for j in range(k):
+        out[j] = tmp[k - 1 - j]
+    return k
+
+
+cdef int _bulk(Buf* b, const char* s, Py_ssize_t n) except -1:
+    """``$n\\r\\n s \\r\\n``"""
+    _grow(b, n + 26)
+    b.p[b.n] = 36  # $
+    b.n += 1
+    b.n += _itoa(b.p + b.n, n)
+    b.p[b.n] = 13
+    b.p[b.n + 1] = 10
+    b.n += 2
+    memcpy(b.p + b.n, s, n)
+    b.n += n
+    b.p[b.n] = 13
+    b.p[b.n + 1] = 10
+    b.n += 2
+    return 0
+
+
+cdef int _array(Buf* b, Py_ssize_t n) except -1:
+    """``*n\\r\\n``"""
+    _grow(b, 24)
+    b.p[b.n] = 42  # *
+    b.n += 1
+    b.n += _itoa(b.p + b.n, n)
+    b.p[b.n] = 13
+    b.p[b.n + 1] = 10
+    b.n += 2
+    return 0
+
+
+cdef inline const char* _utf8(object s, Py_ssize_t* n) except NULL:
+    return PyUnicode_AsUTF8AndSize(s, n)
+
+
+# --- feature rows ---------------------------------------------------------------------------
+
+cdef int _identity(double* row, int64_t t, const unsigned char* reg, Py_ssize_t n, int64_t owners) except -1:
+    """The registry columns of one row (``registry_codec.unpack``'s layout); ``n < 0``: not held."""
+    cdef int flags, width
+    cdef int64_t scale, sim, verified = 0
+    cdef Py_ssize_t pos, need
+    row[F_BIO] = 0.0
+    row[F_INREG] = 0.0
+    if n < 0:
+        return 0
+    if n < 6:
+        raise StoreRecordError(f"registry record of {n} bytes is too short; fix: reload the registry")
+    flags = reg[0]
+    width = 6 if flags & 128 else 4
+    scale = 1 if flags & 128 else 1000
+    need = 2 + width + (width if flags & 16 else 0) + (2 if flags & 32 else 0) + (8 if flags & 64 else 0)
+    if n < need:
+        raise StoreRecordError(f"registry record of {n} bytes, its flags need {need}; fix: reload the registry")
+    sim = _be(reg + 2, width) * scale
+    pos = 2 + width
+    row[F_INREG] = 1.0
+    row[F_BIO] = flags & 7
+    if flags & 16:
+        verified = _be(reg + pos, width) * scale
+        row[F_DSV] = <double>(t - verified) / <double>DAY
+    row[F_SIM] = <double>(t - sim) / <double>DAY
+    if flags & 64:
+        row[F_NPO] = <double>owners
+    row[F_CORP] = 1.0 if flags & 8 else 0.0
+    row[F_ROAM] = 1.0 if flags & 32 else 0.0
+    return 0
+
+
+cdef void _derived(double* row, int64_t t, const double* raw, const double* origin) noexcept nogil:
+    """Every column but the registry's, from the raw aggregates and the call's origin codes."""
+    cdef int k
+    cdef double den
+    cdef int64_t local
+    for k in range(4):
+        row[F_ORIGIN[k]] = origin[k]
+    row[F_DCFT] = 1.0 if origin[1] == KZ_MOBILE and (origin[0] == INTERNATIONAL or origin[0] == VOIP) else 0.0
+    for k in range(N_COPY):
+        row[COPY_TO[k]] = raw[COPY_FROM[k]]
+    for k in range(6):
+        den = raw[RATIO_DEN[k]]
+        row[RATIO_TO[k]] = raw[RATIO_NUM[k]] / den if den > 0 else NAN
+    row[F_FIRST] = 1.0 - raw[R_FWD]
+    row[F_IOR] = raw[R_IN] / (raw[R_CALLS24] + 1.0)
+    local = t + LOCAL_OFFSET
+    row[F_HOUR] = <double>_floormod(_floordiv(local, HOUR), 24)
+    row[F_WEEKDAY] = <double>_floormod(_floordiv(local, DAY) + 3, 7)  # 1970-01-01 was a Thursday
+
+
+def assemble_rows(const int64_t[::1] t, const double[:, ::1] raw, const double[:, ::1] origin,
+                  list registry, const int64_t[::1] owners):
+    """The feature matrix (n, 33) from start times, raw aggregates (``COLUMNS``), origin codes
+    (ingress, a_class, b_class, has_device), packed registry records (None when not held) and
+    owner counts."""
+    cdef Py_ssize_t n = t.shape[0], i
+    if raw.shape[0] != n or origin.shape[0] != n or len(registry) != n or owners.shape[0] != n:
+        raise ValueError("assemble_rows: inputs disagree on the number of calls")
+    if n and (raw.shape[1] != OUT or origin.shape[1] != 4):
+        raise ValueError(f"assemble_rows: raw needs {OUT} columns and origin 4")
+    x_np = np.full((n, NF), np.nan)
+    cdef double[:, ::1] x = x_np
+    for i in range(n):
+        packed = <object>PyList_GET_ITEM(registry, i)
+        if packed is None:
+            _identity(&x[i, 0], t[i], NULL, -1, 0)
+        else:
+            _identity(&x[i, 0], t[i], <const unsigned char*>PyBytes_AS_STRING(packed), PyBytes_GET_SIZE(packed),
+                      owners[i])
+        _derived(&x[i, 0], t[i], &raw[i, 0], &origin[i, 0])
+    return x_np
+
+
+def origin_codes(list cdrs, dict ingress_codes, object classify):
+    """``float64[n, 4]``: ingress code, a_class, b_class, has_device of each call."""
+    cdef Py_ssize_t n = len(cdrs), i
+    out_np = np.empty((n, 4), dtype=np.float64)
     cdef double[:, ::1] out = out_np
-    cdef unsigned char[::1] dup = dup_np
-    cdef int64_t[::1] owners = owners_np
-    cdef const unsigned char* lua
-    cdef Py_ssize_t row
-    if n == 0:
-        return out_np, dup_np.view(np.bool_), owners_np
-    # previous applied call of the same group, and the last one per group so far
-    link_np = np.full(n, -1, dtype=np.int64)
-    last_np = np.full(max(n_groups, 1), -1, dtype=np.int64)
-    cdef int64_t[::1] link = link_np
-    cdef int64_t[::1] last = last_np
-    cdef Py_ssize_t i, g, k, lo, hi, mid, h0, h1, n_chain, most = 0
+    for i in range(n):
+        c = <object>PyList_GET_ITEM(cdrs, i)
+        out[i, 0] = <int>ingress_codes[c.ingress]
+        out[i, 1] = <int>classify(c.a_number)
+        out[i, 2] = <int>classify(c.b_number)
+        out[i, 3] = 0.0 if c.a_imei is None else 1.0
+    return out_np
+
+
+# --- a batch: the script calls out, the features back ----------------------------------------
+
+cdef class Batch:
+    """One batch of calls for features/batch.lua: the RESP of its ``EVALSHA`` calls
+    (``payload``, ``scripts`` of them) and what reading the replies needs, in C arrays.
+
+    ``Batch(cdrs, fallback, prologue, fixed, per_script, ingress_codes, classify)``:
+    ``prologue`` is the RESP of every argument before the calls (command, script digest, key
+    count and the script's own ``fixed`` arguments); each script takes up to ``per_script``
+    calls, in start-time order (ties in input order). ``fallback`` converts a naive
+    ``start_time`` (``registry_codec.epoch_ms``); ``ingress_codes`` and ``classify`` give the
+    origin codes (ingress, a_class, b_class, has_device).
+    """
+
+    cdef readonly bytes payload
+    cdef readonly Py_ssize_t scripts
+    cdef readonly list callers  # callers per script
+    cdef Py_ssize_t n, per_script, n_groups
+    cdef int64_t* t  # input order
+    cdef int64_t* order  # script position -> input index
+    cdef unsigned char* records  # script order
+    cdef int64_t* group  # script order: the caller's index among all scripts' histories
+    cdef int64_t* group_in  # input order, filled by features()
+    cdef double* origin  # input order, 4 per call
+
+    def __cinit__(self, list cdrs, object fallback, bytes prologue, Py_ssize_t fixed, Py_ssize_t per_script,
+                  dict ingress_codes, object classify):
+        cdef Py_ssize_t n = len(cdrs), pos, i, k, g, base = 0, la, lb, li, lo, lc, lcell
+        cdef bint ordered = True
+        cdef Buf buf
+        if per_script < 1:
+            raise ValueError("Batch: per_script must be >= 1")
+        self.n = n
+        self.per_script = per_script
+        self.scripts = (n + per_script - 1) // per_script
+        self.callers = []
+        m = n if n else 1
+        self.t = <int64_t*>malloc(m * sizeof(int64_t))
+        self.order = <int64_t*>malloc(m * sizeof(int64_t))
+        self.records = <unsigned char*>malloc(m * W)
+        self.group = <int64_t*>malloc(m * sizeof(int64_t))
+        self.group_in = <int64_t*>malloc(m * sizeof(int64_t))
+        self.origin = <double*>malloc(m * 4 * sizeof(double))
+        if (self.t == NULL or self.order == NULL or self.records == NULL or self.group == NULL
+                or self.group_in == NULL or self.origin == NULL):
+            raise MemoryError()
+        for i in range(n):
+            c = <object>PyList_GET_ITEM(cdrs, i)
+            self.t[i] = _epoch_ms(c.start_time, fallback)
+            if self.t[i] < 0 or self.t[i] >= MAX_T:
+                raise StoreRecordError("cdr: start_time must lie between 1970 and the year 10000 (48-bit milliseconds)")
+            if i and self.t[i] < self.t[i - 1]:
+                ordered = False
+            self.origin[4 * i] = <int>ingress_codes[c.ingress]
+            self.origin[4 * i + 1] = <int>classify(c.a_number)
+            self.origin[4 * i + 2] = <int>classify(c.b_number)
+            self.origin[4 * i + 3] = 0.0 if c.a_imei is None else 1.0
+        if ordered:
+            for i in range(n):
+                self.order[i] = i
+        else:
+            sorted_np = np.argsort(np.asarray(<int64_t[:n]>self.t), kind="stable")
+            for i in range(n):
+                self.order[i] = sorted_np[i]
+        if n == 0:
+            self.payload = b""
+            return
+        cdef const char* pro = PyBytes_AS_STRING(prologue)
+        cdef Py_ssize_t npro = PyBytes_GET_SIZE(prologue)
+        cdef unsigned char* rec
+        cdef const char* a
+        cdef const char* b
+        cdef const char* imei
+        cdef const char* op
+        cdef const char* cid
+        cdef const char* cell
+        cdef uint8_t keybuf[256]
+        cdef uint8_t* key
+        cdef int flags
+        cdef int64_t ti
+        cdef double dur
+        cdef dict seen = {}
+        buf.p = NULL
+        buf.n = buf.cap = 0
+        try:
+            for pos in range(n):
+                if pos % per_script == 0:
+                    if pos:
+                        self.callers.append(len(seen))
+                        base += len(seen)
+                        seen = {}
+                    _array(&buf, fixed + 4 * min(per_script, n - pos))
+                    _grow(&buf, npro)
+                    memcpy(buf.p + buf.n, pro, npro)
+                    buf.n += npro
+                i = self.order[pos]
+                c = <object>PyList_GET_ITEM(cdrs, i)
+                an = c.a_number
+                g = seen.get(an, -1)
+                if g < 0:
+                    g = len(seen)
+                    seen[an] = g
+                self.group[pos] = base + g
+                ti = self.t[i]
+                rec = &self.records[pos * W]
+                for k in range(6):
+                    rec[5 - k] = <unsigned char>((ti >> (8 * k)) & 0xff)
+                op = _utf8(c.operator, &lo)
+                cid = _utf8(c.call_id, &lc)
+                key = &keybuf[0]
+                if lo + lc + 1 > 256:
+                    key = <uint8_t*>malloc(lo + lc + 1)
+                    if key == NULL:
+                        raise MemoryError()
+                memcpy(key, op, lo)
+                key[lo] = 0
+                memcpy(key + lo + 1, cid, lc)
+                _h6(key, lo + lc + 1, rec + 6)
+                if key != &keybuf[0]:
+                    free(key)
+                flags = 1 if c.answered else 0
+                d = c.duration_s
+                dur = 0.0 if d is None else <double>d
+                imei_s = c.a_imei
+                li = 0
+                imei = ""
+                if imei_s is not None:
+                    flags |= 2
+                    imei = _utf8(imei_s, &li)
+                    _h6(<const uint8_t*>imei, li, rec + 21)
+                else:
+                    memset(rec + 21, 0, 6)
+                cell_s = c.a_cell_id
+                if cell_s is not None:
+                    flags |= 4
+                    cell = _utf8(cell_s, &lcell)
+                    _h6(<const uint8_t*>cell, lcell, rec + 27)
+                else:
+                    memset(rec + 27, 0, 6)
+                rec[12] = flags
+                _put_f64(rec + 13, dur)
+                b = _utf8(c.b_number, &lb)
+                _h6(<const uint8_t*>b, lb, rec + 33)
+                a = _utf8(an, &la)
+                _bulk(&buf, <const char*>rec, W)
+                _bulk(&buf, a, la)
+                _bulk(&buf, imei, li)
+                _bulk(&buf, b, lb)
+            self.callers.append(len(seen))
+            self.n_groups = base + len(seen)
+            self.payload = PyBytes_FromStringAndSize(buf.p, buf.n)
+        finally:
+            free(buf.p)
+
+    def __dealloc__(self):
+        free(self.t)
+        free(self.order)
+        free(self.records)
+        free(self.group)
+        free(self.group_in)
+        free(self.origin)
+
+    def start_ms(self, Py_ssize_t i):
+        """Start time (epoch ms) of the call at input index ``i``."""
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        return self.t[i]
+
+    def groups(self):
+        """For each call (input order) its caller's index among all scripts' histories (after ``features``)."""
+        cdef Py_ssize_t i
+        return [self.group_in[i] for i in range(self.n)]
+
+    def calls_of(self, object groups):
+        """Input indices of the calls whose caller's group is in ``groups`` (after ``features``)."""
+        cdef Py_ssize_t i
+        return [i for i in range(self.n) if self.group_in[i] in groups]
+
+    def features(self, list replies, tuple plain):
+        """The feature matrix (n, 33) of the batch from the scripts' replies, and each call's
+        context ``plain[4 * in_registry + 2 * roaming + duplicate]`` (the caller replaces
+        those of callers on a list), in input order.
+
+        Each reply is ``[numbers, callers, lists]`` (features/batch.lua): 3 integers per
+        call (bits: 1 callee called caller before, 2 caller called callee before, 4
+        duplicate, 8 applied; inbound calls 24 h; numbers per IMEI 24 h or -1) and 3 values
+        per caller (cs:out: string as read, packed registry record or "", owner count).
+        """
+        cdef Py_ssize_t n = self.n, n_groups = self.n_groups, s, k, m, g, in_script, n_callers
+        if len(replies) != self.scripts:
+            raise ValueError(f"{len(replies)} replies for {self.scripts} scripts")
+        if len(plain) != 8:
+            raise ValueError("features: plain needs the 8 contexts")
+        x_np = np.empty((n, NF), dtype=np.float64)
+        cdef double[:, ::1] x = x_np
+        cdef list contexts = [None] * n
+        if n == 0:
+            return x_np, contexts
+        cdef unsigned char* key = <unsigned char*>malloc(n)
+        cdef const unsigned char** hist = <const unsigned char**>malloc(n_groups * sizeof(void*))
+        cdef Py_ssize_t* hn = <Py_ssize_t*>malloc(n_groups * sizeof(Py_ssize_t))
+        cdef const unsigned char** regp = <const unsigned char**>malloc(n_groups * sizeof(void*))
+        cdef Py_ssize_t* regn = <Py_ssize_t*>malloc(n_groups * sizeof(Py_ssize_t))
+        cdef int64_t* owners = <int64_t*>malloc(n_groups * sizeof(int64_t))
+        cdef int64_t* bits = <int64_t*>malloc(n * NS * sizeof(int64_t))
+        cdef int64_t* link = <int64_t*>malloc(n * sizeof(int64_t))
+        cdef int64_t* last = <int64_t*>malloc(n_groups * sizeof(int64_t))
+        cdef int64_t* chain = <int64_t*>malloc(n * sizeof(int64_t))
+        cdef list numbers, callers
+        cdef object h, r, reply
+        try:
+            if (key == NULL or hist == NULL or hn == NULL or regp == NULL or regn == NULL or owners == NULL
+                    or bits == NULL or link == NULL or last == NULL or chain == NULL):
+                raise MemoryError()
+            g = 0
+            m = 0
+            for s in range(self.scripts):
+                reply = replies[s]
+                in_script = min(self.per_script, n - s * self.per_script)
+                n_callers = self.callers[s]
+                numbers = reply[0]
+                callers = reply[1]
+                if PyList_GET_SIZE(numbers) != NS * in_script or PyList_GET_SIZE(callers) != 3 * n_callers:
+                    raise ValueError(
+                        f"the batch script returned {PyList_GET_SIZE(numbers)} numbers and "
+                        f"{PyList_GET_SIZE(callers)} caller values for {in_script} calls and {n_callers} callers")
+                for k in range(NS * in_script):
+                    bits[m + k] = <int64_t>(<object>PyList_GET_ITEM(numbers, k))
+                m += NS * in_script
+                for k in range(n_callers):
+                    h = <object>PyList_GET_ITEM(callers, 3 * k)
+                    r = <object>PyList_GET_ITEM(callers, 3 * k + 1)
+                    if type(h) is not bytes or type(r) is not bytes:
+                        raise ValueError("a caller history or registry record from the batch script is not a string")
+                    if PyBytes_GET_SIZE(h) % W:
+                        raise ValueError(f"a caller history of {PyBytes_GET_SIZE(h)} bytes is not whole records")
+                    hist[g] = <const unsigned char*>PyBytes_AS_STRING(h)
+                    hn[g] = PyBytes_GET_SIZE(h) // W
+                    regp[g] = <const unsigned char*>PyBytes_AS_STRING(r)
+                    regn[g] = PyBytes_GET_SIZE(r) if PyBytes_GET_SIZE(r) else -1
+                    owners[g] = <int64_t>(<object>PyList_GET_ITEM(callers, 3 * k + 2))
+                    g += 1
+            _aggregate_all(x, key, self.group_in, self.t, self.order, self.records, self.group, self.origin,
+                           hist, hn, regp, regn, owners, bits, link, last, chain, n, n_groups)
+            for k in range(n):
+                contexts[k] = plain[key[k]]
+        finally:
+            free(key)
+            free(hist)
+            free(hn)
+            free(regp)
+            free(regn)
+            free(owners)
+            free(bits)
+            free(link)
+            free(last)
+            free(chain)
+        return x_np, contexts
+
+
+cdef int _aggregate_all(double[:, ::1] x, unsigned char* key, int64_t* group_in, const int64_t* tin,
+                        const int64_t* order, const unsigned char* calls, const int64_t* group,
+                        const double* origin,
+                        const unsigned char** hist, Py_ssize_t* hn, const unsigned char** regp, Py_ssize_t* regn,
+                        int64_t* owners, int64_t* bits, int64_t* link, int64_t* last, int64_t* chain,
+                        Py_ssize_t n, Py_ssize_t n_groups) except -1:
+    cdef Py_ssize_t i, g, k, lo, hi, mid, h0, h1, n_chain, most = 0, row
+    cdef int64_t t, te, j
+    cdef uint64_t size, mask, cap = 16
+    cdef int flags
+    cdef double dur, c10, c1, c24, nb10, nb1, nb24, a1, s1, d1, a24, s24, d24, ni, nc
+    cdef double raw[OUT]
+    cdef const unsigned char* hp
+    cdef const unsigned char* rec
+    cdef const unsigned char* me
+    cdef unsigned char* slot
+    cdef int64_t* sv
     for g in range(n_groups):
-        if (offsets[g + 1] - offsets[g]) // W > most:
-            most = (offsets[g + 1] - offsets[g]) // W
+        last[g] = -1
+        if hn[g] > most:
+            most = hn[g]
     most += n
-    cdef uint64_t cap = 16
     while cap < 2 * <uint64_t>most:
         cap <<= 1
     cdef uint64_t* keys = <uint64_t*>malloc(3 * cap * sizeof(uint64_t))
     cdef unsigned char* marks = <unsigned char*>malloc(3 * cap)
-    cdef int64_t* chain = <int64_t*>malloc(n * sizeof(int64_t))
-    if keys == NULL or marks == NULL or chain == NULL:
+    if keys == NULL or marks == NULL:
         free(keys)
         free(marks)
-        free(chain)
         raise MemoryError()
     cdef uint64_t* callees = keys
     cdef uint64_t* imeis = keys + cap
     cdef uint64_t* cells = keys + 2 * cap
-    cdef unsigned char* slot
-    cdef const unsigned char* hist = &history[0] if history.shape[0] else NULL
-    cdef const unsigned char* rec
-    cdef const unsigned char* me
-    cdef int64_t t, te, j
-    cdef uint64_t size, mask
-    cdef int flags
-    cdef double dur, c10, c1, c24, nb10, nb1, nb24, a1, s1, d1, a24, s24, d24, ni, nc
     try:
-        with nogil:
-            for i in range(n):
-                me = &calls[i * W]
-                t = _u48(me)
-                g = group[i]
-                h0 = offsets[g] // W
-                h1 = offsets[g + 1] // W
-                # history records in [t - day, t): two lower bounds
-                lo = h0
-                hi = h1
-                while lo < hi:
-                    mid = (lo + hi) // 2
-                    if _u48(hist + mid * W) < t - day:
-                        lo = mid + 1
-                    else:
-                        hi = mid
-                h0 = lo
-                hi = h1
-                while lo < hi:
-                    mid = (lo + hi) // 2
-                    if _u48(hist + mid * W) < t:
-                        lo = mid + 1
-                    else:
-                        hi = mid
-                h1 = lo
-                # applied calls of this group earlier in the script, newest first
-                n_chain = 0
-                j = last[g]
-                while j >= 0:
-                    te = _u48(&calls[j * W])
-                    if te < t - day:
-                        break
-                    if te < t:
-                        chain[n_chain] = j
-                        n_chain += 1
-                    j = link[j]
-                size = 16
-                while size < 2 * <uint64_t>(h1 - h0 + n_chain):
-                    size <<= 1
-                mask = size - 1
-                memset(callees, 0, size * sizeof(uint64_t))
-                memset(imeis, 0, size * sizeof(uint64_t))
-                memset(cells, 0, size * sizeof(uint64_t))
-                c10 = c1 = c24 = nb10 = nb1 = nb24 = a1 = s1 = d1 = a24 = s24 = d24 = ni = nc = 0.0
-                k = n_chain - 1
-                while h0 < h1 or k >= 0:
-                    # merge in time order; the stored history first on ties
-                    if k < 0 or (h0 < h1 and _u48(hist + h0 * W) <= _u48(&calls[chain[k] * W])):
-                        rec = hist + h0 * W
-                        h0 += 1
-                    else:
-                        rec = &calls[chain[k] * W]
-                        k -= 1
-                    te = _u48(rec)
-                    flags = rec[12]
-                    dur = _f64(rec + 13)
-                    c24 += 1
+        for i in range(n):
+            me = &calls[i * W]
+            t = _u48(me)
+            g = group[i]
+            hp = hist[g]
+            # history records in [t - day, t): two lower bounds
+            lo = 0
+            hi = hn[g]
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if _u48(hp + mid * W) < t - DAY:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            h0 = lo
+            hi = hn[g]
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if _u48(hp + mid * W) < t:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            h1 = lo
+            # applied calls of this group earlier in the script, newest first
+            n_chain = 0
+            j = last[g]
+            while j >= 0:
+                te = _u48(&calls[j * W])
+                if te < t - DAY:
+                    break
+                if te < t:
+                    chain[n_chain] = j
+                    n_chain += 1
+                j = link[j]
+            size = 16
+            while size < 2 * <uint64_t>(h1 - h0 + n_chain):
+                size <<= 1
+            mask = size - 1
+            memset(callees, 0, size * sizeof(uint64_t))
+            memset(imeis, 0, size * sizeof(uint64_t))
+            memset(cells, 0, size * sizeof(uint64_t))
+            c10 = c1 = c24 = nb10 = nb1 = nb24 = a1 = s1 = d1 = a24 = s24 = d24 = ni = nc = 0.0
+            k = n_chain - 1
+            while h0 < h1 or k >= 0:
+                # merge in time order; the stored history first on ties
+                if k < 0 or (h0 < h1 and _u48(hp + h0 * W) <= _u48(&calls[chain[k] * W])):
+                    rec = hp + h0 * W
+                    h0 += 1
+                else:
+                    rec = &calls[chain[k] * W]
+                    k -= 1
+                te = _u48(rec)
+                flags = rec[12]
+                dur = _f64(rec + 13)
+                c24 += 1
+                if flags & 1:
+                    a24 += 1
+                    d24 += dur
+                if dur < SHORT_S:
+                    s24 += 1
+                if _insert(callees, marks, mask, <uint64_t>_u48(rec + 33), &slot):
+                    nb24 += 1
+                if te >= t - HOUR:
+                    c1 += 1
                     if flags & 1:
-                        a24 += 1
-                        d24 += dur
-                    if dur < short_s:
-                        s24 += 1
-                    if _insert(callees, marks, mask, <uint64_t>_u48(rec + 33), &slot):
-                        nb24 += 1
-                    if te >= t - hour:
-                        c1 += 1
-                        if flags & 1:
-                            a1 += 1
-                            d1 += dur
-                        if dur < short_s:
-                            s1 += 1
-                        if not (slot[0] & 1):
-                            slot[0] |= 1
-                            nb1 += 1
-                        if te >= t - minutes10:
-                            c10 += 1
-                            if not (slot[0] & 2):
-                                slot[0] |= 2
-                                nb10 += 1
-                    if flags & 2:
-                        ni += _insert(imeis, marks + cap, mask, <uint64_t>_u48(rec + 21), &slot)
-                    if flags & 4:
-                        nc += _insert(cells, marks + 2 * cap, mask, <uint64_t>_u48(rec + 27), &slot)
-                row = order[i]
-                lua = &script[i * NV * 8]
-                out[row, 0] = c10
-                out[row, 1] = c1
-                out[row, 2] = c24
-                out[row, 3] = nb10
-                out[row, 4] = nb1
-                out[row, 5] = nb24
-                out[row, 6] = a1
-                out[row, 7] = s1
-                out[row, 8] = d1
-                out[row, 9] = a24
-                out[row, 10] = s24
-                out[row, 11] = d24
-                for k in range(4):
-                    out[row, 12 + k] = _f64(lua + 8 * k)
-                if out[row, 15] < 0:
-                    out[row, 15] = NAN
-                dup[row] = _f64(lua + 32) != 0
-                owners[row] = <int64_t>_f64(lua + 40)
-                flags = me[12]
+                        a1 += 1
+                        d1 += dur
+                    if dur < SHORT_S:
+                        s1 += 1
+                    if not (slot[0] & 1):
+                        slot[0] |= 1
+                        nb1 += 1
+                    if te >= t - MIN10:
+                        c10 += 1
+                        if not (slot[0] & 2):
+                            slot[0] |= 2
+                            nb10 += 1
                 if flags & 2:
-                    out[row, 16] = ni + (0 if _has(imeis, mask, <uint64_t>_u48(me + 21)) else 1)
-                else:
-                    out[row, 16] = NAN
+                    ni += _insert(imeis, marks + cap, mask, <uint64_t>_u48(rec + 21), &slot)
                 if flags & 4:
-                    out[row, 17] = nc + (0 if _has(cells, mask, <uint64_t>_u48(me + 27)) else 1)
-                else:
-                    out[row, 17] = NAN
-                if _f64(lua + 48) != 0:  # applied
-                    link[i] = last[g]
-                    last[g] = i
+                    nc += _insert(cells, marks + 2 * cap, mask, <uint64_t>_u48(rec + 27), &slot)
+            sv = &bits[i * NS]
+            raw[0] = c10
+            raw[1] = c1
+            raw[2] = c24
+            raw[3] = nb10
+            raw[4] = nb1
+            raw[5] = nb24
+            raw[6] = a1
+            raw[7] = s1
+            raw[8] = d1
+            raw[9] = a24
+            raw[10] = s24
+            raw[11] = d24
+            raw[12] = 1.0 if sv[0] & 1 else 0.0
+            raw[13] = 1.0 if sv[0] & 2 else 0.0
+            raw[14] = <double>sv[1]
+            raw[15] = <double>sv[2] if sv[2] >= 0 else NAN
+            flags = me[12]
+            if flags & 2:
+                raw[16] = ni + (0 if _has(imeis, mask, <uint64_t>_u48(me + 21)) else 1)
+            else:
+                raw[16] = NAN
+            if flags & 4:
+                raw[17] = nc + (0 if _has(cells, mask, <uint64_t>_u48(me + 27)) else 1)
+            else:
+                raw[17] = NAN
+            row = order[i]
+            for k in range(NF):
+                x[row, k] = NAN
+            _identity(&x[row, 0], tin[row], regp[g], regn[g], owners[g])
+            _derived(&x[row, 0], tin[row], raw, &origin[4 * row])
+            key[row] = ((4 + (2 if regp[g][0] & 32 else 0)) if regn[g] > 0 else 0) + (1 if sv[0] & 4 else 0)
+            group_in[row] = g
+            if sv[0] & 8:  # applied
+                link[i] = last[g]
+                last[g] = i
     finally:
         free(keys)
         free(marks)
-        free(chain)
-    return out_np, dup_np.view(np.bool_), owners_np
+    return 0

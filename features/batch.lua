@@ -1,222 +1,317 @@
 -- One batch of calls against the feature store: read each call's state, then (mode "1")
--- apply the call. Calls arrive sorted by start time; the whole batch is one atomic script,
--- so an interrupted batch leaves no trace and a retry is exact. Key layout: README
--- "Feature store key layout" (features/redisstore.py builds the arguments).
+-- apply the call. Calls arrive sorted by start time; the whole script is atomic, so an
+-- interrupted batch leaves no trace and a retry is exact. Key layout: README "Feature store
+-- key layout" (features/_online.pyx builds the arguments and reads the reply).
 --
--- A number's own calls (cs:out:) and received calls (cs:in:) are each ONE string of
--- fixed-width records sorted by start time. The script reads each such string once (GET),
--- keeps the calls it applies in Lua tables, and writes the string back once at the end
--- (SET .. PX), trimmed to the retention before its newest record. The caller's own-call
--- windows are not computed here: the script returns each caller's string as read, once per
--- script, and the client computes them over the full 24 h (features/_online.pyx), adding
--- the calls this script applied before each call ("applied" below).
+-- A number's own calls (cs:out:), received calls (cs:in:) and the numbers seen on an IMEI
+-- (cs:dev:) are each ONE string of records. The script reads each such string once (GET),
+-- keeps what it adds in Lua tables, and writes the string back once at the end (SET .. PX),
+-- trimmed to the retention before its newest record. The caller's own-call windows are not
+-- computed here: the script returns each caller's cs:out: string as read, once per script,
+-- and the client computes them over the full 24 h (features/_online.pyx), adding the calls
+-- this script applied before each call ("applied" below).
+--
+-- Cost (Redis CPU is the worker's bottleneck): few commands per call, no table per key in
+-- read-only mode, integers rather than packed strings in the reply; see benchmarks/README.md.
 --
 -- ARGV[1] prefix, ARGV[2] mode ("1" apply, "0" read-only), ARGV[3] event retention ms,
 -- ARGV[4] relation retention ms, ARGV[5] event TTL ms, ARGV[6] relation TTL ms,
--- ARGV[7..] one packed call each: record(39) | u8 len(a) | a | u8 len(imei) | imei | b,
+-- then four arguments per call: record(39), a_number, a_imei ("" when absent), b_number;
 --   record = u48 t | key(6) | flags(1) | >d duration | imei(6) | cell(6) | callee(6)
 --   (digests; flags: 1 answered, 2 has imei, 4 has cell), as stored in cs:out:;
 --   cs:in: stores its first 12 bytes (t, key).
--- Returns {numbers, histories, registry, lists}: numbers is 7 big-endian doubles per call
--- (callee called caller before, caller called callee before, inbound calls 24 h, numbers
--- per IMEI 24 h or -1, duplicate, owner count, applied); histories the cs:out: string of
--- each caller as read, in order of the caller's first call in the script; registry one
--- packed record or "" per call; lists a flat {call index, kind, entry json, ...}.
+-- Returns {numbers, callers, lists}:
+--   numbers: 3 integers per call: bits (1 callee called caller before, 2 caller called
+--     callee before, 4 duplicate, 8 applied), inbound calls 24 h, numbers per IMEI 24 h
+--     (-1 without IMEI);
+--   callers: 3 values per caller, in order of the caller's first call in the script: its
+--     cs:out: string as read, its packed registry record ("" when not held), its owner count;
+--   lists: flat {caller index (1-based), kind, entry json, ...}.
 
 local P, apply = ARGV[1], ARGV[2] == "1"
 local EVENT_RETAIN, RELATION_RETAIN = tonumber(ARGV[3]), tonumber(ARGV[4])
 local EVENT_TTL, RELATION_TTL = ARGV[5], ARGV[6]
 local DAY, HISTORY = 86400000, 30 * 86400000
 local W, WI = 39, 12
-local byte, sub, band, floor, concat = string.byte, string.sub, bit.band, math.floor, table.concat
+local call = redis.call
+local byte, sub, char, floor, concat = string.byte, string.sub, string.char, math.floor, table.concat
+local band, sunpack, spack = bit.band, struct.unpack, struct.pack
 local KINDS, BITS = {"block", "allow", "dno"}, {1, 2, 4}
 
-local function u48(s, i) return (struct.unpack(">I6", s, i)) end
+local function u48(s, i) return (sunpack(">I6", s, i)) end
 
 -- first record index (0-based) in [lo, hi) of s (width w) whose time is >= x
 local function lower(s, w, lo, hi, x)
   while lo < hi do
     local mid = floor((lo + hi) / 2)
-    if u48(s, mid * w + 1) < x then lo = mid + 1 else hi = mid end
+    if (sunpack(">I6", s, mid * w + 1)) < x then lo = mid + 1 else hi = mid end
   end
   return lo
 end
 
--- a packed timeline: the string as read plus the records this script adds (in time order)
-local function timeline(key, w)
-  local old = redis.call("GET", key) or ""
-  local n = #old / w
-  return {old = old, n = n, newest = n > 0 and u48(old, (n - 1) * w + 1) or -1, new = {}, nt = {}, seen = {}}
+-- Timelines (cs:out:, cs:in:): the string as read, and (apply mode) the records this script
+-- adds, in time order, each also indexed by its 12-byte id (start time and call key).
+local olds, adds, tops = {}, {}, {}
+local function read(key)
+  local s = olds[key]
+  if not s then
+    s = call("GET", key) or ""
+    olds[key] = s
+  end
+  return s
 end
 
--- is the call (id = t .. key, 12 bytes) already in the timeline?
-local function has(s, w, t, id)
-  if s.seen[id] then return true end
-  local j = lower(s.old, w, 0, s.n, t)
-  while j < s.n and u48(s.old, j * w + 1) == t do
-    if sub(s.old, j * w + 1, j * w + 12) == id then return true end
+-- is the call (id) already in the timeline?
+local function has(key, s, w, t, id)
+  local new = adds[key]
+  if new and new[id] then return true end
+  local n = #s / w
+  local j = lower(s, w, 0, n, t)
+  while j < n and (sunpack(">I6", s, j * w + 1)) == t do
+    if sub(s, j * w + 1, j * w + 12) == id then return true end
     j = j + 1
   end
   return false
 end
 
 -- add a record; one older than the retention before the newest would be trimmed at once
-local function add(s, rec, t, id)
-  if t < s.newest - EVENT_RETAIN then return false end
-  s.new[#s.new + 1], s.nt[#s.nt + 1], s.seen[id] = rec, t, true
-  if t > s.newest then s.newest = t end
+local function add(key, s, w, rec, t, id)
+  local top = tops[key]
+  if not top then top = #s > 0 and u48(s, #s - w + 1) or -1 end
+  if t < top - EVENT_RETAIN then return false end
+  local new = adds[key]
+  if not new then
+    new = {}
+    adds[key] = new
+  end
+  new[#new + 1] = rec
+  new[id] = true
+  if t > top then top = t end
+  tops[key] = top
   return true
 end
 
 -- records with time in [lo, hi)
-local function count(s, w, lo, hi)
-  local n = lower(s.old, w, 0, s.n, hi) - lower(s.old, w, 0, s.n, lo)
-  for _, te in ipairs(s.nt) do if te >= lo and te < hi then n = n + 1 end end
+local function count(key, s, w, lo, hi)
+  local n = #s / w
+  n = lower(s, w, 0, n, hi) - lower(s, w, 0, n, lo)
+  local new = adds[key]
+  if new then
+    for k = 1, #new do
+      local te = u48(new[k], 1)
+      if te >= lo and te < hi then n = n + 1 end
+    end
+  end
   return n
 end
 
 -- write back: merged (a record after the ones of equal time), trimmed, with the TTL
-local function flush(key, s, w)
-  if #s.new == 0 then return end
+local function flush(key, w)
+  local new = adds[key]
+  local s = olds[key]
+  local n = #s / w
   local v
-  if s.n == 0 or s.nt[1] >= u48(s.old, (s.n - 1) * w + 1) then
-    v = s.old .. concat(s.new)
+  if n == 0 or u48(new[1], 1) >= u48(s, (n - 1) * w + 1) then
+    v = #new == 1 and s .. new[1] or s .. concat(new)
   else  -- late records: splice each one in
-    v = s.old
-    for k, rec in ipairs(s.new) do
-      local j = lower(v, w, 0, #v / w, s.nt[k] + 1)
-      v = sub(v, 1, j * w) .. rec .. sub(v, j * w + 1)
+    v = s
+    for k = 1, #new do
+      local j = lower(v, w, 0, #v / w, u48(new[k], 1) + 1)
+      v = sub(v, 1, j * w) .. new[k] .. sub(v, j * w + 1)
     end
   end
-  local n = #v / w
-  local cut = lower(v, w, 0, n, u48(v, (n - 1) * w + 1) - EVENT_RETAIN)
-  if cut > 0 then v = sub(v, cut * w + 1) end
-  redis.call("SET", key, v, "PX", EVENT_TTL)
+  local edge = tops[key] - EVENT_RETAIN
+  if u48(v, 1) < edge then
+    local cut = lower(v, w, 0, #v / w, edge)
+    if cut > 0 then v = sub(v, cut * w + 1) end
+  end
+  call("SET", key, v, "PX", EVENT_TTL)
 end
 
--- latest contact strictly before t from a 12-byte "last|prev" value, or -1
-local function before(v, t)
-  if not v then return -1 end
-  local last, prev = struct.unpack(">I6I6", v)
+-- latest contact strictly before t from (last, prev) (prev 0: none), or -1
+local function before(last, prev, t)
   if last < t then return last end
   if prev > 0 and prev < t then return prev end
   return -1
 end
 
+-- a contact at t on (last, prev): the latest time and the latest distinct time before it
+local function step(last, prev, t)
+  if t > last then return t, last, true end
+  if t < last and t > prev then return last, t, true end
+  return last, prev, false
+end
+
+-- cs:c: relations: one hash per caller (callee -> u48 last, u48 prev). Trimming bounds
+-- memory only (retention > window + lateness: features/retention.py) and runs on hashes of
+-- 256 fields or more, when an added callee's digest ends in a zero byte (1 add in 256 on
+-- average; features/memstore.py applies the same rule), so HLEN is rarely needed.
 local expiring = {}  -- relation keys given their TTL in this script
-local function touch(key, member, old, t, retain, ttl)
+local function touch(key, member, old, t, trigger)
   local last, prev = 0, 0
-  if old then last, prev = struct.unpack(">I6I6", old) end
-  local changed = false
-  if t > last then last, prev, changed = t, last, true
-  elseif t < last and t > prev then prev, changed = t, true end
-  local added = changed and redis.call("HSET", key, member, struct.pack(">I6I6", last, prev)) == 1
-  -- trimming bounds memory only (retention > window + lateness): see features/retention.py
-  if added and redis.call("HLEN", key) % 256 == 0 then
-    local all = redis.call("HGETALL", key)
+  if old then last, prev = sunpack(">I6I6", old) end
+  local changed
+  last, prev, changed = step(last, prev, t)
+  if not changed then return end
+  if call("HSET", key, member, spack(">I6I6", last, prev)) == 1 and trigger and call("HLEN", key) >= 256 then
+    local all = call("HGETALL", key)
     local newest = 0
     for j = 2, #all, 2 do local l = u48(all[j], 1); if l > newest then newest = l end end
     for j = 2, #all, 2 do
-      if u48(all[j], 1) < newest - retain then redis.call("HDEL", key, all[j - 1]) end
+      if u48(all[j], 1) < newest - RELATION_RETAIN then call("HDEL", key, all[j - 1]) end
     end
   end
-  if changed and not expiring[key] then
-    redis.call("PEXPIRE", key, ttl)
+  if not expiring[key] then
+    call("PEXPIRE", key, RELATION_TTL)
     expiring[key] = true
   end
 end
 
-local outs, ins, who = {}, {}, {}
--- which lists to read per caller: the index (features/lists.lua) when built, else every
--- list that exists (lists written before the index existed)
-local indexed, present = redis.call("EXISTS", P .. "list:index") == 1, 0
-if not indexed then
-  for k, kind in ipairs(KINDS) do
-    if redis.call("EXISTS", P .. "list:" .. kind) == 1 then present = present + BITS[k] end
-  end
-end
-local function inbox(x)
-  local s = ins[x]
-  if not s then s = timeline(P .. "in:" .. x, WI); ins[x] = s end
-  return s
-end
-
-local numbers, histories, registry, lists = {}, {}, {}, {}
-for i = 7, #ARGV do
-  local s = ARGV[i]
-  local rec, id, t = sub(s, 1, W), sub(s, 1, 12), u48(s, 1)
-  local la = byte(s, W + 1)
-  local a = sub(s, W + 2, W + 1 + la)
-  local li = byte(s, W + 2 + la)
-  local raw_imei = sub(s, W + 3 + la, W + 2 + la + li)
-  local b = sub(s, W + 3 + la + li)
-  local has_imei = band(byte(s, 13), 2) ~= 0
-
-  local out = outs[a]
-  if not out then
-    out = timeline(P .. "out:" .. a, W)
-    outs[a] = out
-    histories[#histories + 1] = out.old
-  end
-  local dup = has(out, W, t, id)
-  local inbound = count(inbox(a), WI, t - DAY, t)
-
-  local back = redis.call("HGET", P .. "c:" .. b, a)
-  local fwd = redis.call("HGET", P .. "c:" .. a, b)
-  local callee_before = before(back, t) >= t - HISTORY and 1 or 0
-  local caller_before = before(fwd, t) >= t - HISTORY and 1 or 0
-
-  local per_imei, dk, on_imei = -1, nil, nil
-  if has_imei then
-    dk = P .. "d:" .. raw_imei  -- the raw IMEI: a national key space is too big for a digest
-    local all = redis.call("HGETALL", dk)
-    per_imei = 1
-    for j = 1, #all, 2 do
-      if all[j] ~= a and before(all[j + 1], t) >= t - DAY then per_imei = per_imei + 1 end
-      if all[j] == a then on_imei = all[j + 1] end
+-- cs:dev: (numbers per IMEI): one string of records u8 len | a_number | u48 last | u48 prev,
+-- read once per script into a flat table {a, last, prev, a, last, prev, ...} (order kept)
+local devs, dirty = {}, {}
+local function device(key)
+  local d = devs[key]
+  if d then return d end
+  d = {}
+  local s = call("GET", key)
+  if s then
+    local pos, k = 1, 0
+    while pos <= #s do
+      local len = byte(s, pos)
+      d[k + 1] = sub(s, pos + 1, pos + len)
+      d[k + 2], d[k + 3] = sunpack(">I6I6", s, pos + 1 + len)
+      pos, k = pos + 13 + len, k + 3
     end
   end
+  devs[key] = d
+  return d
+end
 
-  -- registry record, owner count and list entries: read once per caller and script
-  local id_a = who[a]
-  if not id_a then
-    local reg = redis.call("HGET", P .. "sub:" .. sub(a, 1, -3), string.char(tonumber(sub(a, -2))))
+-- trimming bounds memory only, as for relations: when an added number makes the count a
+-- multiple of 256, numbers last seen before the retention before the newest are dropped
+local function trim_device(d)
+  local newest = 0
+  for k = 2, #d, 3 do if d[k] > newest then newest = d[k] end end
+  local kept = {}
+  for k = 1, #d, 3 do
+    if d[k + 1] >= newest - EVENT_RETAIN then
+      local j = #kept
+      kept[j + 1], kept[j + 2], kept[j + 3] = d[k], d[k + 1], d[k + 2]
+    end
+  end
+  return kept
+end
+
+local function flush_device(key)
+  local d = devs[key]
+  local parts = {}
+  for k = 1, #d, 3 do parts[#parts + 1] = char(#d[k]) .. d[k] .. spack(">I6I6", d[k + 1], d[k + 2]) end
+  call("SET", key, concat(parts), "PX", EVENT_TTL)
+end
+
+-- which lists to read per caller: the index (features/lists.lua) when built (none when it
+-- holds only its marker field), else every list that exists (lists written before the index)
+local indexed = call("HLEN", P .. "list:index")
+local present = 0
+if indexed == 0 then
+  for k, kind in ipairs(KINDS) do
+    if call("EXISTS", P .. "list:" .. kind) == 1 then present = present + BITS[k] end
+  end
+end
+
+local numbers, callers, lists = {}, {}, {}
+local who = {}  -- caller -> its index in callers (0-based, step 3)
+local nn = 0
+for i = 7, #ARGV, 4 do
+  local rec, a, imei, b = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local id, t = sub(rec, 1, 12), u48(rec, 1)
+  local ko, ki = P .. "out:" .. a, P .. "in:" .. a
+
+  local out = read(ko)
+  local slot = who[a]
+  if not slot then
+    -- first call of this caller in the script: its history, registry record, owner count, lists
+    slot = #callers
+    who[a] = slot
+    local reg = call("HGET", P .. "sub:" .. sub(a, 1, -3), char(tonumber(sub(a, -2))))
     local owners = 0
     if reg and band(byte(reg, 1), 64) ~= 0 then
-      owners = tonumber(redis.call("HGET", P .. "own:" .. sub(reg, -8, -7), sub(reg, -6)) or 0)
+      owners = tonumber(call("HGET", P .. "own:" .. sub(reg, -8, -7), sub(reg, -6)) or 0)
     end
-    local hits = {}
-    -- the list index (features/lists.lua) says which lists hold the number, if any
+    callers[slot + 1], callers[slot + 2], callers[slot + 3] = out, reg or "", owners
     local on = present
-    if indexed then on = tonumber(redis.call("HGET", P .. "list:index", a) or 0) end
-    for k, kind in ipairs(KINDS) do
-      if band(on, BITS[k]) ~= 0 then
-        local entry = redis.call("HGET", P .. "list:" .. kind, a)
-        if entry then hits[#hits + 1] = kind; hits[#hits + 1] = entry end
+    if indexed > 1 then on = tonumber(call("HGET", P .. "list:index", a) or 0)
+    elseif indexed == 1 then on = 0 end
+    if on ~= 0 then
+      for k, kind in ipairs(KINDS) do
+        if band(on, BITS[k]) ~= 0 then
+          local entry = call("HGET", P .. "list:" .. kind, a)
+          if entry then
+            lists[#lists + 1] = slot / 3 + 1
+            lists[#lists + 1] = kind
+            lists[#lists + 1] = entry
+          end
+        end
       end
     end
-    id_a = {reg or "", owners, hits}
-    who[a] = id_a
   end
-  registry[#registry + 1] = id_a[1]
-  local hits = id_a[3]
-  for j = 1, #hits, 2 do
-    lists[#lists + 1] = i - 6
-    lists[#lists + 1] = hits[j]
-    lists[#lists + 1] = hits[j + 1]
+  local dup = has(ko, out, W, t, id)
+  local inbound = count(ki, read(ki), WI, t - DAY, t)
+
+  local kc = P .. "c:" .. a
+  local back = call("HGET", P .. "c:" .. b, a)
+  local fwd = call("HGET", kc, b)
+  local bits = 0
+  if back then
+    local last, prev = sunpack(">I6I6", back)
+    if before(last, prev, t) >= t - HISTORY then bits = 1 end
+  end
+  if fwd then
+    local last, prev = sunpack(">I6I6", fwd)
+    if before(last, prev, t) >= t - HISTORY then bits = bits + 2 end
+  end
+  if dup then bits = bits + 4 end
+
+  local per_imei, d, kd, mine = -1, nil, nil, nil
+  if #imei > 0 then
+    kd = P .. "dev:" .. imei
+    d = device(kd)  -- the raw IMEI: a national key space is too big for a digest
+    per_imei = 1
+    for k = 1, #d, 3 do
+      if d[k] == a then mine = k
+      elseif before(d[k + 1], d[k + 2], t) >= t - DAY then per_imei = per_imei + 1 end
+    end
   end
 
-  local applied = 0
   if apply and not dup then
-    if add(out, rec, t, id) then applied = 1 end
-    local box = inbox(b)
-    if not has(box, WI, t, id) then add(box, id, t, id) end
-    touch(P .. "c:" .. a, b, fwd, t, RELATION_RETAIN, RELATION_TTL)
-    if has_imei then touch(dk, a, on_imei, t, EVENT_RETAIN, EVENT_TTL) end
+    if add(ko, out, W, rec, t, id) then bits = bits + 8 end
+    local kb = P .. "in:" .. b
+    local box = read(kb)
+    if not has(kb, box, WI, t, id) then add(kb, box, WI, id, t, id) end
+    touch(kc, b, fwd, t, byte(rec, 39) == 0)
+    if d then
+      local last, prev, changed
+      if mine then
+        last, prev, changed = step(d[mine + 1], d[mine + 2], t)
+        d[mine + 1], d[mine + 2] = last, prev
+      else
+        last, prev, changed = step(0, 0, t)
+        local k = #d
+        if changed then
+          d[k + 1], d[k + 2], d[k + 3] = a, last, prev
+          if (k / 3 + 1) % 256 == 0 then
+            d = trim_device(d)
+            devs[kd] = d
+          end
+        end
+      end
+      if changed then dirty[kd] = true end
+    end
   end
-  numbers[#numbers + 1] = struct.pack(">ddddddd", callee_before, caller_before, inbound, per_imei,
-    dup and 1 or 0, id_a[2], applied)
+  numbers[nn + 1], numbers[nn + 2], numbers[nn + 3] = bits, inbound, per_imei
+  nn = nn + 3
 end
-for a, s in pairs(outs) do flush(P .. "out:" .. a, s, W) end
-for x, s in pairs(ins) do flush(P .. "in:" .. x, s, WI) end
-return {concat(numbers), histories, registry, lists}
+for key, new in pairs(adds) do flush(key, #new[1]) end
+for key in pairs(dirty) do flush_device(key) end
+return {numbers, callers, lists}

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from features._online import digest6
 from features.assembly import RAW, R, assemble, start_ms
 from features.contracts import Cdr, Subscriber
 from features.definitions import DAY_MS, HISTORY_MS, SHORT_CALL_S, WINDOWS_MS
@@ -60,13 +61,16 @@ class _Timeline:
 _NEVER = -(2**62)
 
 
-def _touch(relation: dict[str, tuple[int, int]], member: str, t: int, retain: int) -> None:
+def _touch(relation: dict[str, tuple[int, int]], member: str, t: int, retain: int, trigger: bool | None = None) -> None:
     """Record a contact at t: keep the latest time and the latest distinct time before it.
 
     The second time makes ties exact: a call at t asks for a contact in [t - W, t), and
     when the latest contact is itself at t the answer is the one before it.
     Trimming only bounds memory; the retention exceeds every window by the lateness
-    allowance, so when it runs changes no result.
+    allowance, so when it runs changes no result. It runs when a member is added and
+    ``trigger`` is None and the size is a multiple of 256 (numbers per IMEI), or
+    ``trigger`` is true and the size is 256 or more (contacts: the callee digest ends in a
+    zero byte); features/batch.lua applies the same rules.
     """
     added = member not in relation
     last, prev = relation.get(member, (_NEVER, _NEVER))
@@ -74,7 +78,8 @@ def _touch(relation: dict[str, tuple[int, int]], member: str, t: int, retain: in
         relation[member] = (t, last)
     elif last > t > prev:
         relation[member] = (last, t)
-    if added and len(relation) % 256 == 0:
+    size = len(relation)
+    if added and (size % 256 == 0 if trigger is None else trigger and size >= 256):
         cut = max(v[0] for v in relation.values()) - retain
         for m in [m for m, v in relation.items() if v[0] < cut]:
             del relation[m]
@@ -183,7 +188,8 @@ class InMemoryStore:
         inbound = self._in.setdefault(c.b_number, _Timeline())
         if not inbound.has(key, t):
             inbound.insert(event, EVENT_RETAIN_MS)
-        _touch(self._contacts.setdefault(c.a_number, {}), c.b_number, t, RELATION_RETAIN_MS)
+        _touch(self._contacts.setdefault(c.a_number, {}), c.b_number, t, RELATION_RETAIN_MS,
+               digest6(c.b_number.encode())[5] == 0)
         if c.a_imei is not None:
             _touch(self._imei.setdefault(c.a_imei, {}), c.a_number, t, EVENT_RETAIN_MS)
 

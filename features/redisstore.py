@@ -1,41 +1,50 @@
 """``RedisStore``: the feature store in Redis, one round trip per batch of calls.
 
-The client packs each call into one string (its fixed-width event record, caller, IMEI,
-callee), sends the batch as ``EVALSHA`` calls of up to ``SCRIPT_CALLS`` calls each in one
-round trip, and reads back one string of doubles (``numpy.frombuffer``), each caller's
-packed history of own calls (one bulk string per caller and script), the registry records
-and list hits. The caller's own-call windows (counts, distinct callees, shares, durations,
-IMEIs, cells: full 24 h) are computed here, in ``features/_online.pyx``, from that history
-plus the calls the script applied before each call; Redis does the rest (dedup, inbound
-counts, relations, registry, lists) with a few commands per call and no per-event loop.
-The script (``features/batch.lua``) reads and applies its calls in start-time order atomically; a
-batch interrupted by a Redis outage is applied up to some script boundary, and its retry
-is exact because applying a call twice changes nothing. The key layout is specified in the
-README ("Feature store key layout").
+The client packs each call into four script arguments (its fixed-width event record,
+caller, IMEI, callee), sends the batch as ``EVALSHA`` calls of up to ``SCRIPT_CALLS`` calls
+each in one round trip, and reads back per call three integers (reciprocity, duplicate and
+applied bits, inbound count, numbers per IMEI), per caller its packed history of own calls,
+registry record and owner count, and list hits. The caller's own-call windows (counts,
+distinct callees, shares, durations, IMEIs, cells: full 24 h) and the feature rows are
+computed here, in ``features/_online.pyx``; Redis does the rest (dedup, inbound counts,
+relations, registry, lists) with a few commands per call and no per-event loop.
+
+The script (``features/batch.lua``) reads and applies its calls in start-time order
+atomically; a batch interrupted by a Redis outage is applied up to some script boundary, and
+its retry is exact because applying a call twice changes nothing. The key layout is specified
+in the README ("Feature store key layout").
+
+The batch script goes over a connection of the store's own, made and connected by the
+client's pool (so it has the client's address, credentials, database and socket timeouts);
+its RESP is written by ``_online.Batch`` and the replies are parsed by ``hiredis`` on that
+connection's socket. redis-py's command path cost ~50-100 us of client CPU per command here,
+which was most of a one-call screening. Everything else (registry, lists, admin) uses the
+client as given.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import struct
+import os
+import threading
 from collections.abc import Iterable, Sequence
 from importlib import resources
 from typing import Any, Final
 
+import hiredis
 import msgspec
 import numpy as np
 import redis
-from redis.exceptions import BusyLoadingError, NoScriptError
+from redis.exceptions import BusyLoadingError, NoScriptError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from features._online import COLUMNS, RECORD, raw_aggregates
-from features.assembly import RAW, assemble, start_ms
+from features._online import COLUMNS, RECORD, Batch
+from features.assembly import RAW, classify_cached
 from features.contracts import Cdr, Subscriber
-from features.definitions import DAY_MS, HISTORY_MS, HOUR_MS, SHORT_CALL_S, WINDOWS_MS
+from features.definitions import DAY_MS, FEATURE_NAMES, HISTORY_MS, INGRESS_CODES
 from features.errors import StoreListKindError, StoreRecordError, StoreUnavailableError
-from features.registry_codec import OwnerHasher, bucket, pack, to_subscriber, unpack
+from features.registry_codec import OwnerHasher, bucket, epoch_ms, pack, to_subscriber, unpack
 from features.retention import (
     EVENT_RETAIN_MS,
     EVENT_TTL_MS,
@@ -44,37 +53,36 @@ from features.retention import (
 )
 from features.store import LIST_KINDS, CallContext, ListEntry, ListKind
 
-_MIN10_MS: Final = WINDOWS_MS["10m"]
 if COLUMNS != RAW:  # pragma: no cover - guards a RAW change without a kernel change
     raise ImportError("features/_online.pyx computes other columns than features.assembly.RAW; rebuild it")
 _UNAVAILABLE: Final = (RedisConnectionError, RedisTimeoutError, BusyLoadingError)
 _ENTRY_DECODER: Final = msgspec.json.Decoder(ListEntry)
-_PACK_RECORD: Final = struct.Struct(">6s6sBd6s6s6s").pack  # the 39-byte event record (batch.lua, _online.pyx)
-_ZERO6: Final = bytes(6)
 _INBOUND: Final = 12  # bytes per cs:in: record: u48 start ms, call key digest
-_LEN: Final = [bytes((k,)) for k in range(256)]
-# CallContext is frozen, so calls on no list share one of these eight instances.
-_PLAIN: Final = {
-    (held, roaming, dup): CallContext(held, roaming, None, None, None, dup)
-    for held in (False, True) for roaming in (False, True) for dup in (False, True)
-}
+_N_FEATURES: Final = len(FEATURE_NAMES)
+# CallContext is frozen, so calls on no list share one of these, indexed by the kernel's
+# key 4 * in_registry + 2 * roaming + duplicate.
+_PLAIN: Final = tuple(
+    CallContext(bool(k & 4), bool(k & 2), None, None, None, bool(k & 1)) for k in range(8)
+)
 SCRIPT_CALLS: Final = 100
-"""Calls per batch script: each script blocks Redis while it runs (~1-5 ms for 100 calls),
+"""Calls per batch script: each script blocks Redis while it runs (~1-3 ms for 100 calls),
 so a worker batch of thousands is split into several scripts sent in one round trip,
 letting the API's screening calls run in between."""
 UPSERT_CHUNK: Final = 1000  # records per script call: ~1-3 ms of Redis time, short enough not to stall screening
+_FIXED_ARGS: Final = 3 + 6  # EVALSHA, digest, key count; prefix, mode, 2 retentions, 2 TTLs
 
 
-def _h6(value: str) -> bytes:
-    """48-bit digest of call keys, IMEIs and cells *inside* one number's state (never as a key
-    name): collisions there are ~n^2/2^49, negligible for the hundreds of values one key holds."""
-    return hashlib.blake2b(value.encode(), digest_size=6).digest()
+def _reply_error(message: str) -> Exception:
+    """The redis-py exception of an error reply (as its parser maps them)."""
+    if message.startswith("NOSCRIPT"):
+        return NoScriptError(message)
+    if message.startswith("LOADING"):
+        return BusyLoadingError(message)
+    return ResponseError(message)
 
 
-@functools.lru_cache(maxsize=1 << 16)
-def _h6_cached(value: str) -> bytes:
-    """``_h6`` for IMEIs and cells, which repeat from call to call (call keys never do)."""
-    return _h6(value)
+def _resp_bulk(value: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(value), value)
 
 
 def _script(name: str) -> str:
@@ -83,7 +91,8 @@ def _script(name: str) -> str:
 
 class RedisStore:
     """The feature store in Redis. ``client`` needs explicit socket timeouts (the caller's
-    choice); every Redis failure surfaces as ``StoreUnavailableError``."""
+    choice); every Redis failure surfaces as ``StoreUnavailableError``. Thread-safe (the
+    batch script's connection is used by one call at a time)."""
 
     def __init__(
         self, client: redis.Redis, prefix: str = "cs:", *, owner_hasher: OwnerHasher | None = None
@@ -98,8 +107,20 @@ class RedisStore:
         self._indexed = False
         self._sha: dict[str, str] = {}
         self._op_codes: dict[str, int] = {}
-        self._head = [self._pb, b"", str(EVENT_RETAIN_MS).encode(), str(RELATION_RETAIN_MS).encode(),
-                      str(EVENT_TTL_MS).encode(), str(RELATION_TTL_MS).encode()]
+        # the batch script's RESP before its calls, read-only (False) and applying (True)
+        sha = hashlib.sha1(self._batch.encode()).hexdigest().encode()
+        head = [self._pb, b"", str(EVENT_RETAIN_MS).encode(), str(RELATION_RETAIN_MS).encode(),
+                str(EVENT_TTL_MS).encode(), str(RELATION_TTL_MS).encode()]
+        self._prologue = {
+            apply: b"".join(_resp_bulk(v) for v in [b"EVALSHA", sha, b"0", *head[:1], mode, *head[2:]])
+            for apply, mode in ((False, b"0"), (True, b"1"))
+        }
+        self._lane: Any = None  # the batch script's connection (redis.connection.Connection)
+        self._lane_pid = 0
+        self._lane_sock: Any = None  # its socket when self._reader was made
+        self._reader = hiredis.Reader()
+        self._buf = bytearray(1 << 16)
+        self._lane_lock = threading.Lock()
 
     # --- plumbing ----------------------------------------------------------------------
     def _eval(self, source: str, args: Sequence[Any]) -> Any:
@@ -115,34 +136,94 @@ class RedisStore:
         except _UNAVAILABLE as exc:
             raise StoreUnavailableError(f"feature store: Redis unavailable ({type(exc).__name__})") from exc
 
-    def _eval_many(self, source: str, arg_lists: Sequence[Sequence[Any]]) -> list[Any]:
-        """Several script calls in one round trip (a pipeline, not a transaction: other
-        clients' commands may run between the scripts, which is the point)."""
-        if len(arg_lists) == 1:  # one script (the API's one-call screening): no pipeline object
-            return [self._eval(source, arg_lists[0])]
-        try:
-            for attempt in (0, 1):
-                sha = self._sha.get(source)
-                if sha is None:
-                    sha = self._sha[source] = self._r.script_load(source)
-                pipe = self._r.pipeline(transaction=False)
-                for args in arg_lists:
-                    pipe.evalsha(sha, 0, *args)
-                try:
-                    return list(pipe.execute())
-                except NoScriptError:  # flushed script cache: reload; re-running is idempotent
-                    if attempt:
-                        raise
-                    del self._sha[source]
-            raise AssertionError("unreachable")  # pragma: no cover
-        except _UNAVAILABLE as exc:
-            raise StoreUnavailableError(f"feature store: Redis unavailable ({type(exc).__name__})") from exc
-
     def _call(self, method: str, *args: Any) -> Any:
         try:
             return getattr(self._r, method)(*args)
         except _UNAVAILABLE as exc:
             raise StoreUnavailableError(f"feature store: Redis unavailable ({type(exc).__name__})") from exc
+
+    def _scripts(self, payload: bytes, count: int) -> list[Any]:
+        """Send ``count`` pipelined batch-script calls (RESP in ``payload``) and read their replies.
+
+        Not a transaction: other clients' commands may run between the scripts, which is the
+        point. A flushed script cache (NOSCRIPT) loads the script and sends the calls again
+        (re-running is idempotent); a connection or timeout error closes the connection, is
+        retried as the client's ``retry`` says (none, for the worker's and the API's clients)
+        and surfaces as ``StoreUnavailableError``."""
+        try:
+            with self._lane_lock:
+                retry = self._r.get_retry()
+                for attempt in (0, 1):
+                    try:
+                        if retry is None:
+                            return self._exchange(payload, count)
+                        return retry.call_with_retry(lambda: self._exchange(payload, count), self._lane_failed)
+                    except NoScriptError:
+                        if attempt:
+                            raise
+                        self._r.script_load(self._batch)
+                raise AssertionError("unreachable")  # pragma: no cover
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailableError(f"feature store: Redis unavailable ({type(exc).__name__})") from exc
+
+    def _exchange(self, payload: bytes, count: int) -> list[Any]:
+        conn = self._lane
+        if conn is None or self._lane_pid != os.getpid():  # first use, or a forked child
+            conn = self._lane = self._r.connection_pool.make_connection()
+            self._lane_pid = os.getpid()
+        sock: Any = getattr(conn, "_sock", False)
+        if sock is False:  # pragma: no cover - a redis-py without Connection._sock: its own (slower) calls
+            return self._exchange_redispy(conn, payload, count)
+        if sock is None:
+            conn.connect()  # redis-py's handshake: credentials, database, client name, timeouts
+            sock = conn._sock
+        if sock is not self._lane_sock:
+            self._lane_sock, self._reader = sock, hiredis.Reader()
+        reader, buf = self._reader, self._buf
+        replies: list[Any] = []
+        try:
+            sock.sendall(payload)
+            while len(replies) < count:
+                reply = reader.gets()
+                if reply is False:
+                    got = sock.recv_into(buf)
+                    if not got:
+                        raise OSError("connection closed by the server")
+                    reader.feed(buf, 0, got)  # type: ignore[arg-type]  # any buffer; the stub says bytes
+                else:
+                    replies.append(reply)
+        except TimeoutError as exc:  # socket.timeout
+            conn.disconnect()
+            raise RedisTimeoutError(f"feature store: timeout talking to Redis ({exc})") from exc
+        except OSError as exc:
+            conn.disconnect()
+            raise RedisConnectionError(f"feature store: Redis connection error ({exc})") from exc
+        except BaseException:
+            conn.disconnect()
+            raise
+        for reply in replies:  # error replies, after all were read: the connection stays in step
+            if isinstance(reply, hiredis.ReplyError):
+                raise _reply_error(str(reply))
+        return replies
+
+    @staticmethod
+    def _exchange_redispy(conn: Any, payload: bytes, count: int) -> list[Any]:  # pragma: no cover
+        conn.send_packed_command([payload], check_health=False)
+        replies: list[Any] = []
+        error: ResponseError | None = None
+        for _ in range(count):
+            try:
+                replies.append(conn.read_response())
+            except ResponseError as exc:
+                error = error or exc
+                replies.append(None)
+        if error is not None:
+            raise error
+        return replies
+
+    def _lane_failed(self, _error: Exception) -> None:
+        if self._lane is not None:
+            self._lane.disconnect()
 
     # --- calls -------------------------------------------------------------------------
     def screen(self, cdrs: Sequence[Cdr]) -> tuple[np.ndarray, list[CallContext]]:
@@ -152,94 +233,46 @@ class RedisStore:
         return self._run(cdrs, apply=True)
 
     def _run(self, cdrs: Sequence[Cdr], *, apply: bool) -> tuple[np.ndarray, list[CallContext]]:
-        n = len(cdrs)
-        t = start_ms(cdrs)
-        if n == 0:
-            return assemble(cdrs, t, np.zeros((0, len(RAW))), [], []), []
-        if int(t.min()) < 0 or int(t.max()) >= 1 << 48:
-            raise StoreRecordError("cdr: start_time must lie between 1970 and the year 10000 (48-bit milliseconds)")
+        calls = cdrs if type(cdrs) is list else list(cdrs)
+        if not calls:
+            return np.zeros((0, _N_FEATURES)), []
         if not self._indexed:  # lists written before the list index existed: build it once
             self._eval(self._lists, [self._pb, b"index"])
             self._indexed = True
-        order = np.argsort(t, kind="stable")
-        head = self._head.copy()
-        head[1] = b"1" if apply else b"0"
-        args: list[bytes] = []
-        records: list[bytes] = []
-        group = np.empty(n, np.int64)  # index of the caller's history among all scripts' histories
-        callers: dict[bytes, int] = {}
-        base = 0
-        ts = t.tolist()
-        positions = order.tolist()
-        for pos, i in enumerate(positions):
-            if pos % SCRIPT_CALLS == 0:  # each script returns the histories of its own callers
-                base += len(callers)
-                callers = {}
-            c = cdrs[i]
-            a = c.a_number.encode()
-            g = callers.get(a)
-            if g is None:
-                g = callers[a] = len(callers)
-            group[pos] = base + g
-            flags = 1 if c.answered else 0
-            imei = cell = _ZERO6
-            raw_imei = b""
-            if c.a_imei is not None:
-                flags |= 2
-                raw_imei = c.a_imei.encode()
-                imei = _h6_cached(c.a_imei)
-            if c.a_cell_id is not None:
-                flags |= 4
-                cell = _h6_cached(c.a_cell_id)
-            record = _PACK_RECORD(
-                ts[i].to_bytes(6, "big"), _h6(c.operator + "\x00" + c.call_id), flags,
-                0.0 if c.duration_s is None else c.duration_s, imei, cell, _h6_cached(c.b_number),
-            )
-            records.append(record)
-            args.append(b"".join((record, _LEN[len(a)], a, _LEN[len(raw_imei)], raw_imei, c.b_number.encode())))
-        replies = self._eval_many(
-            self._batch, [head + args[k : k + SCRIPT_CALLS] for k in range(0, n, SCRIPT_CALLS)]
-        )
-        histories = [h for r in replies for h in r[1]]
-        if len(histories) != base + len(callers):
+        batch = Batch(calls, epoch_ms, self._prologue[apply], _FIXED_ARGS, SCRIPT_CALLS, INGRESS_CODES, classify_cached)
+        replies = self._scripts(batch.payload, batch.scripts)
+        try:
+            x, contexts = batch.features(replies, _PLAIN)
+        except StoreRecordError:
+            raise
+        except (ValueError, TypeError, IndexError) as exc:
             raise StoreRecordError(
-                f"feature store: the batch script returned {len(histories)} caller histories for "
-                f"{base + len(callers)} callers; fix: make features/batch.lua and RedisStore the same version"
-            )
-        offsets = np.zeros(len(histories) + 1, np.int64)
-        np.cumsum([len(h) for h in histories], out=offsets[1:])
-        raw, duplicate, owners = raw_aggregates(
-            b"".join(records), group, b"".join(r[0] for r in replies), b"".join(histories), offsets, order,
-            DAY_MS, HOUR_MS, _MIN10_MS, SHORT_CALL_S,
-        )
-        reg_sorted = [x for r in replies for x in r[2]]
-        list_hits = [(k * SCRIPT_CALLS + int(r[3][j]), r[3][j + 1], r[3][j + 2])
-                     for k, r in enumerate(replies) for j in range(0, len(r[3]), 3)]
-        registry: list[bytes | None] = [None] * n
-        for pos, i in enumerate(positions):
-            registry[i] = reg_sorted[pos] or None
+                f"feature store: {exc}; fix: make features/batch.lua and RedisStore the same version"
+            ) from exc
+        if any(r[2] for r in replies):
+            self._listed(replies, batch, contexts)
+        return x, contexts
+
+    @staticmethod
+    def _listed(replies: list[Any], batch: Batch, contexts: list[CallContext]) -> None:
+        """Contexts of the calls whose caller is on a list (entries active at the call's start)."""
         hits: dict[int, dict[str, ListEntry]] = {}
-        for pos, kind, entry in list_hits:
-            i = positions[pos - 1]
-            hits.setdefault(i, {})[kind.decode()] = _ENTRY_DECODER.decode(entry)
-        contexts = []
-        dup = duplicate.tolist()
-        for i in range(n):
-            packed = registry[i]
-            held = packed is not None
-            roaming = held and bool(packed[0] & 32)  # type: ignore[index]
-            found = hits.get(i)
-            if found is None:  # the common case: a shared immutable context
-                contexts.append(_PLAIN[held, roaming, dup[i]])
-                continue
-            ti = int(t[i])
-            active = {k: e if e.active_at(ti) else None for k, e in found.items()}
-            contexts.append(CallContext(
-                in_registry=held, roaming=roaming,
+        base = 0
+        for reply, count in zip(replies, batch.callers, strict=True):
+            flat = reply[2]
+            for j in range(0, len(flat), 3):
+                hits.setdefault(base + int(flat[j]) - 1, {})[flat[j + 1].decode()] = _ENTRY_DECODER.decode(flat[j + 2])
+            base += count
+        groups = batch.groups()
+        for i in batch.calls_of(hits):
+            ti = batch.start_ms(i)
+            active = {k: e if e.active_at(ti) else None for k, e in hits[groups[i]].items()}
+            ctx = contexts[i]
+            contexts[i] = CallContext(
+                in_registry=ctx.in_registry, roaming=ctx.roaming,
                 allow=active.get("allow"), block=active.get("block"), dno=active.get("dno"),
-                duplicate=dup[i],
-            ))
-        return assemble(cdrs, t, raw, registry, owners.tolist()), contexts
+                duplicate=ctx.duplicate,
+            )
 
     # --- registry ----------------------------------------------------------------------
     def _op_code(self, operator: str) -> int:

@@ -5,11 +5,16 @@ calls a window reads."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import struct
 
 import msgspec
 import numpy as np
 import redis
+from hypothesis import example, given
+from hypothesis import strategies as st
 
+from features._online import digest6, start_times
 from features.contracts import Cdr
 from features.definitions import INDEX
 from features.memstore import InMemoryStore
@@ -91,3 +96,41 @@ def test_list_index_is_built_from_lists_written_before_it(redis_client: redis.Re
     assert ctx[0].dno == entry("dno", B) and ctx[0].allow == entry("allow", B)
     store.add_to_list(entry("block"))  # and the next change rebuilds it
     assert redis_client.hgetall("cs:list:index") == {b"": b"", A.encode(): b"1", B.encode(): b"6"}
+
+
+@given(st.binary(max_size=400))
+@example(b"")
+@example(bytes(128))
+@example(bytes(129))
+def test_digest6_is_blake2b_48(value: bytes) -> None:
+    """The kernel's own BLAKE2b (hashlib's per-call object cost more than the hash)."""
+    assert digest6(value) == hashlib.blake2b(value, digest_size=6).digest()
+
+
+def test_records_hold_the_documented_digests(redis_client: redis.Redis) -> None:
+    c = cdr(2)
+    RedisStore(redis_client).process([c])
+    rec = redis_client.get("cs:out:" + A)
+    assert isinstance(rec, bytes) and len(rec) == 39
+    h6 = lambda v: hashlib.blake2b(v.encode(), digest_size=6).digest()  # noqa: E731
+    assert int.from_bytes(rec[:6], "big") == epoch_ms(c.start_time)
+    assert rec[6:12] == h6("kcell\x00c2") and rec[12] == 1 | 2 | 4
+    assert rec[13:21] == struct.pack(">d", 2.0)
+    assert (rec[21:27], rec[27:33], rec[33:39]) == (h6(c.a_imei or ""), h6(c.a_cell_id or ""), h6(B))
+    assert redis_client.get("cs:in:" + B) == rec[:12]
+
+
+_ZONES = st.sampled_from([dt.UTC, dt.timezone(dt.timedelta(hours=5)), dt.timezone(dt.timedelta(hours=-3, minutes=-30)),
+                          dt.timezone(dt.timedelta(hours=14))])
+
+
+@given(st.lists(st.datetimes(min_value=dt.datetime(1970, 1, 2), max_value=dt.datetime(9999, 12, 30), timezones=_ZONES),
+                min_size=1, max_size=8))
+def test_start_times_are_epoch_ms_and_order_is_stable(times: list[dt.datetime]) -> None:
+    """The kernel's exact conversion (proleptic Gregorian, any fixed offset, floored) equals
+    registry_codec.epoch_ms, and the order is by start time with ties in input order."""
+    calls = [Cdr(call_id=f"c{i}", operator="kcell", start_time=t, a_number=A, b_number=B, ingress="mobile")
+             for i, t in enumerate(times)]
+    t, order = start_times(calls, epoch_ms)
+    assert t.tolist() == [epoch_ms(x) for x in times]
+    assert order.tolist() == sorted(range(len(times)), key=lambda i: (t[i], i))
