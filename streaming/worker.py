@@ -470,13 +470,21 @@ class Worker:
         for tp, recs in polled.items():
             parts[tp.partition % len(lanes)] += recs
         decoded = [(lane, self.decode(recs)) for lane, recs in zip(lanes, parts, strict=True) if recs]
+        self._maybe_swap_model(engine)  # takes effect from the next batch a lane starts
+        # Queued behind batch N+1 in each lane (FIFO per lane keeps each partition in order), so
+        # a lane starts N+2 the moment it finishes N+1 instead of waiting for this turn's end.
+        next_running = (_Running([lane.submit(self.evaluate, d) for lane, d in decoded], [d for _, d in decoded],
+                                 polled, t0)
+                        if decoded else None)
         delivered = self._deliver(consumer, producer, ready) if ready is not None else True
-        if running is not None:
-            running.outcomes()  # wait for every lane of batch N+1
         if not delivered:
-            # Batch N was not acknowledged: rewind every partition to its oldest record not
-            # committed (batch N's start, else N+1's, else N+2's) and drop the later batches'
-            # outputs. All are processed again: idempotent state, same decision ids.
+            # Batch N was not acknowledged: let the lanes finish, rewind every partition to its
+            # oldest record not committed (batch N's start, else N+1's, else N+2's) and drop the
+            # later batches' outputs. All are processed again: idempotent state, same decision ids.
+            for pending in (running, next_running):
+                if pending is not None:
+                    for future in pending.futures:
+                        future.exception()
             starts = {tp: recs[0].offset for tp, recs in polled.items()}
             if running is not None:
                 starts.update({tp: recs[0].offset for tp, recs in running.polled.items()})
@@ -485,10 +493,6 @@ class Worker:
             for tp, offset in starts.items():
                 consumer.seek(tp, offset)
             return None, None
-        self._maybe_swap_model(engine)  # between batches: the engine lanes are idle here
-        next_running = (_Running([lane.submit(self.evaluate, d) for lane, d in decoded], [d for _, d in decoded],
-                                 polled, t0)
-                        if decoded else None)
         # Batch N+1's outputs are encoded here, while the engine lanes work on N+2.
         next_ready = (_Processed(self._merged_outputs(running), running.polled, running.polled_at)
                       if running is not None else None)
