@@ -1,15 +1,20 @@
 """End-to-end worker throughput: Kafka (Tansu) -> decode -> Redis feature store -> model -> policy -> Kafka.
 
-Run: ``.venv/bin/python -m benchmarks.worker [--cdrs 200000] [--subscribers 20000]``
+Run: ``.venv/bin/python -m benchmarks.worker [--cdrs 200000] [--subscribers 20000]
+[--variants 'ref=d76b01d;lanes=1;lanes=2,batch=4000'] [--rounds 3] [--no-baselines]``
 
 Starts its own Tansu broker and its own redis-server (both from the wheels, on free
-loopback ports), produces a seeded stream of `cdr/1` records, then runs one
+loopback ports), produces a seeded stream of `cdr/1` records, then runs
 :class:`streaming.worker.Worker` (the production loop, in this process) until every record
-is committed, and reports CDR/s and microseconds per CDR of each stage. Baselines measured
-in the same run: kafka-python producing the same records, and kafka-python consuming them
-with no processing (the client's own ceilings on this machine). Correctness check: exactly
-one decision per CDR on the decisions topic, and the store's per-number call counters
-equal a direct count.
+is decided, and reports CDR/s from the first batch on, the CPU time per CDR of the worker
+process (per thread, and the cyclic GC's share), of redis-server and of Tansu, and the wall
+time of each stage. Each variant (a git ref of ``streaming/worker.py`` loaded in place of
+this tree's, engine lanes, batch size, gc.freeze) runs on fresh Redis state, its own output
+topics and consumer group; ``--rounds`` interleaves them, so an A/B shares the machine's
+load. Baselines measured in the same run: kafka-python producing the same records (``send``
+per record, and ``streaming.producer`` whole batches), and consuming them with no
+processing (stock fetcher, and ``streaming.fetch``). Correctness check: exactly one
+decision per CDR on the run's decisions topic.
 """
 
 from __future__ import annotations
@@ -135,7 +140,8 @@ def _consume(bootstrap: str, topic: str, n: int, *, fast: bool) -> float:
 
 
 def _worker_classes(ref: str | None) -> tuple[Any, Any]:
-    """(Worker, WorkerConfig) of this tree, or of ``streaming/worker.py`` at git ``ref`` (same-run A/B)."""
+    """(Worker, WorkerConfig) of this tree, or of ``streaming/worker.py`` and ``streaming/dlq.py``
+    at git ``ref`` (same-run A/B; features/ and models/ are this tree's in both arms)."""
     if ref is None:
         from streaming.worker import Worker, WorkerConfig
 
@@ -143,15 +149,19 @@ def _worker_classes(ref: str | None) -> tuple[Any, Any]:
     import importlib.util
     import subprocess
 
-    source = subprocess.run(["git", "show", f"{ref}:streaming/worker.py"], check=True, capture_output=True,
-                            cwd=Path(__file__).resolve().parents[1]).stdout
-    name = f"bench_worker_{ref}"
-    spec = importlib.util.spec_from_loader(name, loader=None)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    exec(compile(source, f"{ref}:streaming/worker.py", "exec"), module.__dict__)
-    return module.Worker, module.WorkerConfig
+    def load(path: str, name: str) -> Any:
+        source = subprocess.run(["git", "show", f"{ref}:{path}"], check=True, capture_output=True,
+                                cwd=Path(__file__).resolve().parents[1]).stdout
+        spec = importlib.util.spec_from_loader(name, loader=None)
+        assert spec is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        exec(compile(source, f"{ref}:{path}", "exec"), module.__dict__)
+        return module
+
+    worker = load("streaming/worker.py", f"bench_worker_{ref}")
+    worker.dlq = load("streaming/dlq.py", f"bench_dlq_{ref}")  # the decode of that commit too
+    return worker.Worker, worker.WorkerConfig
 
 
 def _parse_variant(text: str) -> dict[str, Any]:
@@ -173,7 +183,7 @@ def main() -> int:
     parser.add_argument("--variants", default="",
                         help="semicolon-separated worker variants to run on the same stream, e.g. "
                              "'ref=d76b01d;lanes=1;lanes=2,batch=4000' (ref: streaming/worker.py at that git "
-                             "commit; lanes: WorkerConfig.engine_lanes; batch: max_batch; freeze: gc_freeze 0/1). "
+                             "commit; lanes: WorkerConfig.engine_lanes; batch: max_batch; freeze: gc_freeze 0/1; switch_us: sys.setswitchinterval). "
                              "Default: this tree's worker as configured by default")
     parser.add_argument("--rounds", type=int, default=1, help="runs of every variant, interleaved")
     parser.add_argument("--no-baselines", action="store_true", help="skip the kafka-python produce/consume baselines")
@@ -304,6 +314,9 @@ def _run_once(variant: dict[str, Any], run_number: int, args: Any, n: int, subs:
             g[0] += time.perf_counter() - gc_started[0]
             g[1] += 1
 
+    switch = sys.getswitchinterval()
+    if "switch_us" in variant:
+        sys.setswitchinterval(variant["switch_us"] / 1e6)
     gc.collect()
     gc.callbacks.append(on_gc)
     threading.Thread(target=watch, name="bench-watch", daemon=True).start()
@@ -312,6 +325,7 @@ def _run_once(variant: dict[str, Any], run_number: int, args: Any, n: int, subs:
     finally:
         gc.callbacks.remove(on_gc)
         gc.unfreeze()  # the next variant starts from the same collector state
+        sys.setswitchinterval(switch)
     elapsed = end["t"] - start["t"]
     cpu = end["cpu"] - start["cpu"]
     server_cpu = {k: end["servers"][k] - start["servers"][k] for k in servers}
