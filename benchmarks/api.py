@@ -97,11 +97,18 @@ def api_app(redis_url: str, registry_dir: str) -> Any:
 
 
 def serve(kind: str, port: int, redis_url: str, registry_dir: str) -> None:
+    """One server in the foreground. ``api``: as deploy serves it (service.protocol.SwitchProtocol);
+    ``api-asgi``: the same app on uvicorn's stock protocol (also how an older tree is served)."""
     import uvicorn
 
     sys.setswitchinterval(0.001)
     app = {"echo": echo_app, "asgi": asgi_echo_app}.get(kind, lambda: api_app(redis_url, registry_dir))()
-    uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools",
+    http: Any = "httptools"
+    if kind == "api":
+        from service.protocol import SwitchProtocol
+
+        http = SwitchProtocol
+    uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http=http,
                 access_log=False, log_level="warning", lifespan="off" if kind == "asgi" else "auto")
 
 

@@ -85,8 +85,11 @@ def build_app(s: Settings) -> Any:
 
 
 def run(s: Settings, host: str, port: int) -> None:
-    """Serve in the foreground: uvicorn, one process, uvloop + httptools."""
+    """Serve in the foreground: uvicorn, one process, uvloop + httptools (the switch routes answered
+    in the protocol, ``service.protocol``)."""
     import uvicorn
+
+    from service.protocol import SwitchProtocol
 
     try:
         app = build_app(s)
@@ -99,6 +102,6 @@ def run(s: Settings, host: str, port: int) -> None:
     # log lines would cost more than the screening itself.
     config = uvicorn.Config(
         app, host=host, port=port, log_config=None, timeout_graceful_shutdown=5,
-        loop="uvloop", http="httptools", access_log=False,
+        loop="uvloop", http=SwitchProtocol, access_log=False,
     )
     uvicorn.Server(config).run()

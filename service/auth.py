@@ -1,9 +1,12 @@
 """API keys: one role each, optionally scoped to an operator, stored only as SHA-256 digests.
 
-A presented key is hashed and compared with every stored digest by ``hmac.compare_digest``
-(no early exit), so neither the comparison nor a dictionary lookup leaks how much of a
-guessed key was right. Keys are long random strings (``callscreen keys new``), so an
-unsalted SHA-256 is enough: there is no dictionary to attack.
+A presented key is hashed, its digest looked up among the stored digests and confirmed
+by ``hmac.compare_digest``. Nothing here compares the presented key itself with a stored
+one: the lookup works on SHA-256 digests, and which digest a guess has (and so how a
+lookup of it behaves) says nothing about how much of the guess was right, since nobody
+can steer a SHA-256. The final comparison is constant-time as well. Keys are long random
+strings (``callscreen keys new``), so an unsalted SHA-256 is enough: there is no
+dictionary to attack.
 """
 
 from __future__ import annotations
@@ -131,11 +134,12 @@ def dev_keys() -> list[ApiKey]:
 class KeyRing:
     """The configured keys; ``authenticate`` turns a header value into an ApiKey or raises."""
 
-    __slots__ = ("_digests", "_keys")
+    __slots__ = ("_by_digest", "_keys")
 
     def __init__(self, keys: Iterable[ApiKey]) -> None:
         self._keys = tuple(keys)
-        self._digests = tuple(k.sha256.encode() for k in self._keys)
+        # by raw digest bytes; two entries with one digest: the later wins, as the scan did
+        self._by_digest = {bytes.fromhex(k.sha256): (k, bytes.fromhex(k.sha256)) for k in self._keys}
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -143,16 +147,11 @@ class KeyRing:
     def authenticate(self, presented: str | None) -> ApiKey:
         if not presented:
             raise ApiKeyMissingError("missing X-API-Key header; send the key issued for your role")
-        candidate = digest(presented).encode()
-        found: ApiKey | None = None
-        # Compare against every digest, without breaking early: the time taken does not
-        # depend on which (if any) key matched.
-        for key, stored in zip(self._keys, self._digests, strict=True):
-            if hmac.compare_digest(candidate, stored):
-                found = key
-        if found is None:
+        candidate = hashlib.sha256(presented.encode()).digest()
+        found = self._by_digest.get(candidate)
+        if found is None or not hmac.compare_digest(candidate, found[1]):
             raise ApiKeyInvalidError("the X-API-Key is not valid; check the key or ask an admin for a new one")
-        return found
+        return found[0]
 
 
 def authorize(key: ApiKey, roles: frozenset[str]) -> None:

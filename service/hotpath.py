@@ -7,37 +7,48 @@ ones on a call-setup timer, and the engine shares the process's one GIL with the
 work, so that difference is throughput and latency for every call.
 
 What stays the same: the routes are declared in ``service/routes/screen.py`` (OpenAPI,
-the role matrix) and the work is the same functions (``screen_one``, ``screen_many``,
-``report_many``); keys, roles, operator scope, rate limits, body limits, error bodies
+the role matrix) and the work is the same functions (``prepare_one``, ``prepare_many``,
+``prepare_report``); keys, roles, operator scope, rate limits, body limits, error bodies
 (``handlers.error_answer``) and the latency histogram are the ones every other route uses.
 Only the dispatch differs: ``POST`` to one of these exact paths is answered here; any
-other method or path goes on to FastAPI (405, redirects, 404 as usual).
+other method or path goes on to FastAPI (405, redirects, 404 as usual). Under uvicorn with
+``service.protocol.SwitchProtocol`` (how ``deploy`` serves) the common case of these
+requests is answered one step earlier still, in the HTTP protocol; this ASGI path serves
+the rest (chunked bodies, ``Expect: 100-continue``, other ASGI servers, the test client).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
-from typing import Final
+from typing import Final, NamedTuple
 
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from service.access import SCREENING
-from service.auth import HEADER, ApiKey
+from service.auth import HEADER
 from service.errors import BodyTooLargeError
 from service.handlers import error_answer
 from service.limits import BODY_LIMITS
 from service.routes import screen
 from service.runtime import Runtime
 
-Work = Callable[[Runtime, ApiKey, bytes, float], Awaitable[bytes]]
 
-# path -> (work, body limit, roles)
-ROUTES: Final[dict[str, tuple[Work, int, frozenset[str]]]] = {
-    "/v1/screen": (screen.screen_one, BODY_LIMITS["small"], SCREENING),
-    "/v1/screen/batch": (screen.screen_many, BODY_LIMITS["batch"], SCREENING),
-    "/v1/cdrs": (screen.report_many, BODY_LIMITS["batch"], SCREENING),
+class Route(NamedTuple):
+    path: str
+    prepare: screen.Prepare
+    limit: int
+    """Most body bytes accepted (413 past it)."""
+    roles: frozenset[str]
+
+
+ROUTES: Final[dict[str, Route]] = {
+    r.path: r
+    for r in (
+        Route("/v1/screen", screen.prepare_one, BODY_LIMITS["small"], SCREENING),
+        Route("/v1/screen/batch", screen.prepare_many, BODY_LIMITS["batch"], SCREENING),
+        Route("/v1/cdrs", screen.prepare_report, BODY_LIMITS["batch"], SCREENING),
+    )
 }
 _KEY: Final = HEADER.encode()
 _JSON_HEADERS: Final = [(b"content-type", b"application/json")]
@@ -52,14 +63,17 @@ class HotRoutes:
         self._rt = runtime
         self._observe = runtime.metrics.observe_latency
 
-    def match(self, scope: Scope) -> tuple[Work, int, frozenset[str]] | None:
+    @property
+    def runtime(self) -> Runtime:
+        return self._rt
+
+    def match(self, scope: Scope) -> Route | None:
         if scope["type"] != "http" or scope["method"] != "POST":
             return None
         return ROUTES.get(scope["path"])
 
-    async def serve(self, route: tuple[Work, int, frozenset[str]], scope: Scope, receive: Receive, send: Send) -> None:
+    async def serve(self, route: Route, scope: Scope, receive: Receive, send: Send) -> None:
         t0 = time.monotonic()
-        work, limit, roles = route
         presented: bytes | None = None
         declared: bytes | None = None
         for name, value in scope["headers"]:
@@ -70,9 +84,9 @@ class HotRoutes:
         status = 200
         extra: dict[str, str] = {}
         try:
-            key = self._rt.admit(presented.decode("latin-1") if presented is not None else None, roles)
-            body = await _read(receive, declared, limit)
-            answer = await work(self._rt, key, body, t0)
+            key = self._rt.admit(presented.decode("latin-1") if presented is not None else None, route.roles)
+            body = await _read(receive, declared, route.limit)
+            answer = await screen.run(route.prepare, self._rt, key, body, t0)
         except ClientDisconnect:
             self._observe(scope["path"], "POST", "499", time.monotonic() - t0)
             return

@@ -3,12 +3,15 @@
 Why a thread and not a call inside the event loop: the engine is synchronous (Redis Lua
 round trip, Cython scorer), and a paused Redis would stall the loop, and with it every
 other request, until the client's socket timeout fired; a client timeout alone did not
-bound latency in a prototype here. Here the loop only waits on a future under
-``asyncio.wait_for(remaining deadline)``, so an answer is always sent by the deadline.
+bound latency in a prototype here. Here the loop only hands work over and arms a deadline
+on its own clock, so an answer is always given by the deadline.
 
 Why it is still fast: requests that arrive while the lane is busy are merged into one
 ``engine.screen`` call (one Redis round trip, one vectorised predict for all of them), so
-the thread hop is paid per batch, not per call.
+the thread hop is paid per batch, not per call. The loop side batches too: the calls
+submitted during one turn of the event loop go to the thread as one hand-off (one queue
+put, one wake-up), and the deadlines of all waiting calls share one timer of the loop (a
+heap), instead of a timer handle per call.
 
 While the lane is stuck (the running engine call is past its own calls' deadline, as with
 a paused Redis), new calls are answered ``allow``/degraded at once instead of queueing behind
@@ -20,12 +23,13 @@ queued behind it miss their deadline.
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from features.contracts import Cdr, Decision
@@ -35,36 +39,91 @@ log = logging.getLogger(__name__)
 Kind = Literal["screen", "process"]
 MAX_MERGE: Final = 1024
 """Most calls merged into one engine call; a /screen/batch request of up to 1,000 is never split."""
-
+TIMER_SLACK_S: Final = 0.001
+"""The loop's timers have millisecond resolution: a deadline this close counts as reached."""
 
 Runner = Callable[[Kind, list[Cdr], float], list[Decision]]
 """``runner(kind, cdrs, deadline)``: run the engine on ``cdrs``; ``deadline`` is a ``time.monotonic()`` instant."""
+Result = list[Decision] | BaseException
+Done = Callable[[Result], None]
+"""Called once, on the submitting loop, with the decisions or the exception that stands for them."""
 
 
 class LaneOverloadedError(Exception):
     """Work could not be handed to the engine in time (deadline passed, or the lane is stuck)."""
 
 
-@dataclass(slots=True)
 class _Item:
-    kind: Kind
-    cdrs: Sequence[Cdr]
-    future: asyncio.Future[list[Decision] | BaseException]
-    loop: asyncio.AbstractEventLoop
-    deadline: float
+    __slots__ = ("cdrs", "deadline", "done", "finished", "kind", "loop")
+
+    def __init__(self, kind: Kind, cdrs: Sequence[Cdr], done: Done, loop: asyncio.AbstractEventLoop,
+                 deadline: float) -> None:
+        self.kind = kind
+        self.cdrs = cdrs
+        self.done = done
+        self.loop = loop
+        self.deadline = deadline
+        self.finished = False  # written on the loop only; the lane thread just reads it
+
+    def finish(self, result: Result) -> None:
+        """Hand ``result`` over (on the item's loop), once; later results are dropped."""
+        if self.finished:
+            return
+        self.finished = True
+        try:
+            self.done(result)
+        except Exception:  # one failing callback must not keep the others of its batch waiting
+            log.exception("lane: a completion callback failed")
+
+
+class _Deadlines:
+    """The deadlines of one loop's waiting calls: a heap and the one timer armed for its earliest."""
+
+    __slots__ = ("heap", "loop", "seq", "timer", "timer_at")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.heap: list[tuple[float, int, _Item]] = []
+        self.seq = itertools.count()
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0
+
+    def add(self, item: _Item) -> None:
+        heapq.heappush(self.heap, (item.deadline, next(self.seq), item))
+        if self.timer is None or item.deadline < self.timer_at:
+            self._arm(item.deadline)
+
+    def _arm(self, at: float) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer_at = at
+        self.timer = self.loop.call_later(max(0.0, at - time.monotonic()), self._fire)
+
+    def _fire(self) -> None:
+        self.timer = None
+        heap = self.heap
+        now = time.monotonic() + TIMER_SLACK_S
+        while heap and (heap[0][2].finished or heap[0][0] <= now):
+            _, _, item = heapq.heappop(heap)
+            if not item.finished:
+                item.finish(LaneOverloadedError(f"no engine answer within the deadline ({len(item.cdrs)} calls)"))
+        if heap:
+            self._arm(heap[0][0])
 
 
 class Lane:
-    """Hands engine calls to one worker thread; answers by a deadline or raises LaneOverloadedError."""
+    """Hands engine calls to one worker thread; answers by a deadline, failing with LaneOverloadedError."""
 
     def __init__(self, runner: Runner, *, threaded: bool = True) -> None:
         self._runner = runner
         self._busy_until: float | None = None
         self.threaded = threaded
-        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[list[_Item] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._pending: list[_Item] = []
-        self._flush_scheduled = False
+        # Per loop (one in a server; tests may run several in turn): calls not yet handed
+        # over, and the deadlines of those not yet answered.
+        self._outbox: dict[asyncio.AbstractEventLoop, list[_Item]] = {}
+        self._deadlines: dict[asyncio.AbstractEventLoop, _Deadlines] = {}
 
     def start(self) -> None:
         if self.threaded and self._thread is None:
@@ -77,34 +136,41 @@ class Lane:
             self._thread.join(timeout)
             self._thread = None
 
-    async def call(self, kind: Kind, cdrs: Sequence[Cdr], timeout_s: float) -> list[Decision]:
-        """Run ``engine.<kind>(cdrs)`` in the lane; raise LaneOverloadedError past ``timeout_s`` or while the lane is stuck."""
-        if self.stuck:
-            raise LaneOverloadedError("engine lane stuck")
+    def submit(self, kind: Kind, cdrs: Sequence[Cdr], timeout_s: float, done: Done) -> None:
+        """Run ``engine.<kind>(cdrs)`` in the lane; ``done`` gets the decisions, or LaneOverloadedError
+        by ``timeout_s`` (at once while the lane is stuck), or the engine's exception. Call on a loop."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        item = _Item(kind, cdrs, future, loop, time.monotonic() + timeout_s)
-        if self.threaded:
-            self._queue.put(item)
+        item = _Item(kind, cdrs, done, loop, time.monotonic() + timeout_s)
+        if self.stuck:
+            item.finish(LaneOverloadedError("engine lane stuck"))
+            return
+        deadlines = self._deadlines.get(loop)
+        if deadlines is None or deadlines.loop.is_closed():
+            self._forget_closed_loops()
+            deadlines = self._deadlines[loop] = _Deadlines(loop)
+        deadlines.add(item)
+        outbox = self._outbox.get(loop)
+        if outbox is None:
+            # The first call of this loop turn: the others submitted in the same turn join it,
+            # then all go over at once (to the thread, or to the engine in the loop when inline).
+            self._outbox[loop] = [item]
+            loop.call_soon(self._hand_off, loop)
         else:
-            self._pending.append(item)
-            if not self._flush_scheduled:
-                # After the other ready handlers of this loop turn: their calls merge in.
-                self._flush_scheduled = True
-                loop.call_soon(self._flush)
-        # A timer that resolves the future with a sentinel: cheaper than asyncio.wait_for
-        # (no wrapper task, no cancellation) and it fires on the loop whatever the lane does.
-        timer = loop.call_later(timeout_s, _expire, future)
-        try:
-            result = await future
-        finally:
-            timer.cancel()
-        if result is _EXPIRED:
-            raise LaneOverloadedError(f"no engine answer within {timeout_s * 1000:.1f} ms")
+            outbox.append(item)
+
+    async def call(self, kind: Kind, cdrs: Sequence[Cdr], timeout_s: float) -> list[Decision]:
+        """:meth:`submit`, awaited: the decisions, or raise LaneOverloadedError (or the engine's exception)."""
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+
+        def done(result: Result) -> None:
+            if not future.done():  # the waiting task may have been cancelled
+                future.set_result(result)
+
+        self.submit(kind, cdrs, timeout_s, done)
+        result = await future
         if isinstance(result, BaseException):
             raise result
-        decisions: list[Decision] = result
-        return decisions
+        return result
 
     @property
     def stuck(self) -> bool:
@@ -112,68 +178,73 @@ class Lane:
         until = self._busy_until
         return until is not None and time.monotonic() > until
 
-    # -- inline mode: merged calls run in the event loop ---------------------------------
+    def _forget_closed_loops(self) -> None:
+        for loop in [lp for lp in self._deadlines if lp.is_closed()]:
+            del self._deadlines[loop]
+            self._outbox.pop(loop, None)
 
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        items, self._pending = self._pending, []
-        start = 0
-        while start < len(items):
-            kind = items[start].kind
-            end = start
-            size = 0
-            while end < len(items) and items[end].kind == kind and size + len(items[end].cdrs) <= MAX_MERGE:
-                size += len(items[end].cdrs)
-                end += 1
-            end = max(end, start + 1)
-            group = items[start:end]
-            start = end
-            results = self._results(kind, group)
-            _deliver(group, results)
+    def _hand_off(self, loop: asyncio.AbstractEventLoop) -> None:
+        items = self._outbox.pop(loop, None)
+        if not items:
+            return
+        if self.threaded:
+            self._queue.put(items)
+            return
+        # Inline: the merged calls run here, in the event loop.
+        for kind, group in _groups(items):
+            now = time.monotonic()
+            live = [it for it in group if it.deadline > now and not it.finished]
+            if live:
+                _deliver(live, self._results(kind, live))
 
     # -- the worker thread -------------------------------------------------------------
 
     def _run(self) -> None:
-        pending: _Item | None = None
+        carry: list[_Item] = []
+        stopping = False
         while True:
-            first = pending if pending is not None else self._queue.get()
-            pending = None
-            if first is None:
-                return
-            batch = [first]
-            size = len(first.cdrs)
-            # Merge what is already waiting, same kind only (process order matters).
-            while size < MAX_MERGE:
+            if not carry:
+                if stopping:
+                    return
+                got = self._queue.get()
+                if got is None:
+                    return
+                carry = got
+            # Whatever else was handed over meanwhile merges in.
+            while not stopping:
                 try:
-                    nxt = self._queue.get_nowait()
+                    more = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if nxt is None or nxt.kind != first.kind or size + len(nxt.cdrs) > MAX_MERGE:
-                    pending = nxt
-                    if nxt is None:
-                        self._queue.put(None)
-                        pending = None
-                    break
-                batch.append(nxt)
-                size += len(nxt.cdrs)
+                if more is None:
+                    stopping = True
+                else:
+                    carry.extend(more)
+            (kind, group), carry = _first_group(carry)
             now = time.monotonic()
-            live = [it for it in batch if it.deadline > now and not it.future.done()]
+            live = [it for it in group if it.deadline > now and not it.finished]
             if live:
-                self._serve(first.kind, live)
+                self._serve(kind, live)
 
     def _serve(self, kind: Kind, items: list[_Item]) -> None:
         results = self._results(kind, items)
         loop = items[0].loop
-        try:
-            loop.call_soon_threadsafe(_deliver, items, results)
-        except RuntimeError:  # loop closed during shutdown
-            pass
+        if all(it.loop is loop for it in items):
+            _post(loop, items, results)
+            return
+        by_loop: dict[asyncio.AbstractEventLoop, tuple[list[_Item], list[Result]]] = {}
+        for it, res in zip(items, results, strict=True):
+            its, ress = by_loop.setdefault(it.loop, ([], []))
+            its.append(it)
+            ress.append(res)
+        for lp, (its, ress) in by_loop.items():
+            _post(lp, its, ress)
 
-    def _results(self, kind: Kind, items: list[_Item]) -> list[Any]:
+    def _results(self, kind: Kind, items: list[_Item]) -> list[Result]:
         cdrs: list[Cdr] = []
         for it in items:
             cdrs.extend(it.cdrs)
-        results: list[Any]
+        results: list[Result]
         deadline = min(it.deadline for it in items)
         self._busy_until = deadline
         try:
@@ -192,15 +263,32 @@ class Lane:
         return results
 
 
-_EXPIRED: Final = object()
+def _first_group(items: list[_Item]) -> tuple[tuple[Kind, list[_Item]], list[_Item]]:
+    """The leading run of one kind, up to MAX_MERGE calls (at least one item), and the rest, in order."""
+    kind = items[0].kind
+    size = len(items[0].cdrs)
+    end = 1
+    while end < len(items) and items[end].kind == kind and size + len(items[end].cdrs) <= MAX_MERGE:
+        size += len(items[end].cdrs)
+        end += 1
+    return (kind, items[:end]), items[end:]
 
 
-def _expire(future: asyncio.Future[Any]) -> None:
-    if not future.done():
-        future.set_result(_EXPIRED)
+def _groups(items: list[_Item]) -> list[tuple[Kind, list[_Item]]]:
+    out = []
+    while items:
+        group, items = _first_group(items)
+        out.append(group)
+    return out
+
+
+def _post(loop: asyncio.AbstractEventLoop, items: list[_Item], results: list[Result]) -> None:
+    try:
+        loop.call_soon_threadsafe(_deliver, items, results)
+    except RuntimeError:  # loop closed during shutdown
+        pass
 
 
 def _deliver(items: list[_Item], results: list[Any]) -> None:
     for it, res in zip(items, results, strict=True):
-        if not it.future.done():
-            it.future.set_result(res)
+        it.finish(res)

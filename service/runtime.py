@@ -6,10 +6,11 @@ objects that ``deploy`` constructs (store, registry), so nothing here reads the 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -118,15 +119,31 @@ class Runtime:
 
     async def decide(self, kind: Kind, cdrs: Sequence[Cdr], timeout_s: float) -> list[Decision]:
         """Decisions for ``cdrs`` within ``timeout_s``; fail open (allow, degraded) past it or on any failure."""
-        try:
-            decisions = await self.lane.call(kind, cdrs, timeout_s)
-        except LaneOverloadedError:
-            decisions = self.fallback(cdrs, policy.DEGRADED_DEADLINE)
-        except Exception:  # an engine bug must not turn into a 5xx at a switch
-            log.exception("engine failed; failing open")
-            decisions = self.fallback(cdrs, policy.DEGRADED_MODEL_UNAVAILABLE)
-        self.metrics.count(decisions)
-        return decisions
+        future: asyncio.Future[list[Decision]] = asyncio.get_running_loop().create_future()
+
+        def done(decisions: list[Decision]) -> None:
+            if not future.done():  # the waiting task may have been cancelled
+                future.set_result(decisions)
+
+        self.submit(kind, cdrs, timeout_s, done)
+        return await future
+
+    def submit(self, kind: Kind, cdrs: Sequence[Cdr], timeout_s: float, done: Callable[[list[Decision]], None]) -> None:
+        """:meth:`decide` for callers without a task (``service/protocol.py``): ``done(decisions)`` is
+        called once, on this loop, within ``timeout_s`` (at once when the lane is stuck)."""
+
+        def finish(result: list[Decision] | BaseException) -> None:
+            if isinstance(result, LaneOverloadedError):
+                decisions = self.fallback(cdrs, policy.DEGRADED_DEADLINE)
+            elif isinstance(result, BaseException):  # an engine bug must not turn into a 5xx at a switch
+                log.error("engine failed; failing open", exc_info=result)
+                decisions = self.fallback(cdrs, policy.DEGRADED_MODEL_UNAVAILABLE)
+            else:
+                decisions = result
+            self.metrics.count(decisions)
+            done(decisions)
+
+        self.lane.submit(kind, cdrs, timeout_s, finish)
 
     def fallback(self, cdrs: Sequence[Cdr], code: str) -> list[Decision]:
         """The fail-open answer: a stateless rule if one decides (emergency numbers pass), else allow."""
@@ -152,6 +169,7 @@ class Runtime:
 
     def _run(self, kind: Kind, cdrs: list[Cdr], deadline: float) -> list[Decision]:
         """In the lane thread: one engine call for the merged requests."""
+        self.metrics.engine_call(kind, len(cdrs))
         engine = self.engine
         if engine is None:
             return self.fallback(cdrs, policy.DEGRADED_MODEL_UNAVAILABLE)

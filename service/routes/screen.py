@@ -11,6 +11,7 @@ response would cost more than the decision itself).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Final
 
 import msgspec
@@ -23,6 +24,7 @@ from service import openapi
 from service.access import SCREENING, SECURED, runtime_of
 from service.auth import ApiKey, check_operator
 from service.errors import BodyInvalidError
+from service.lane import Kind
 from service.limits import BODY_LIMITS, read_body
 from service.runtime import Runtime
 
@@ -153,32 +155,75 @@ async def report_cdrs(request: Request) -> Response:
     return Response(await report_many(rt, key, await read_body(request, BODY_LIMITS["batch"]), t0), media_type=_JSON)
 
 
-# -- the routes' work, shared by the FastAPI routes above and service/hotpath.py ----------------
-# Each takes the authenticated key, the raw body and the request's start (time.monotonic()).
+# -- the routes' work, shared by the FastAPI routes above, service/hotpath.py and service/protocol.py --
+# ``prepare_*`` takes the authenticated key, the raw body and the request's start
+# (time.monotonic()), checks and decodes, and says what to ask the engine and how to
+# encode its answer; ``run`` does both for callers with a task.
 
 
-async def screen_one(rt: Runtime, key: ApiKey, body: bytes, t0: float) -> bytes:
+class Work(Struct, frozen=True):
+    """One request's engine call: the calls, their kind, the time left, and the answer's encoder."""
+
+    kind: Kind
+    cdrs: Sequence[Cdr]
+    timeout_s: float
+    encode: Callable[[list[Decision]], bytes]
+
+
+Prepare = Callable[[Runtime, ApiKey, bytes, float], Work]
+
+
+def _encode_one(decisions: list[Decision]) -> bytes:
+    return _ENCODER.encode(decisions[0])
+
+
+def _encode_many(decisions: list[Decision]) -> bytes:
+    return _ENCODER.encode(_Decisions(decisions))
+
+
+def prepare_one(rt: Runtime, key: ApiKey, body: bytes, t0: float) -> Work:
     """POST /v1/screen: one cdr/1 -> one decision/1 (JSON), within the deadline counted from ``t0``."""
     cdr = decode(Cdr, body)
     check_operator(key, cdr.operator)
-    (decision,) = await rt.decide("screen", (cdr,), rt.deadline_s - (time.monotonic() - t0))
-    return _ENCODER.encode(decision)
+    return Work("screen", (cdr,), rt.deadline_s - (time.monotonic() - t0), _encode_one)
+
+
+def prepare_many(rt: Runtime, key: ApiKey, body: bytes, t0: float) -> Work:
+    """POST /v1/screen/batch: ``{"calls": [...]}`` -> ``{"decisions": [...]}``, in input order."""
+    cdrs = decode_batch(body)
+    _check_operators(key, cdrs)
+    budget = rt.deadline_s + len(cdrs) * rt.config.batch_ms_per_call / 1000.0
+    return Work("screen", cdrs, budget - (time.monotonic() - t0), _encode_many)
+
+
+def prepare_report(rt: Runtime, key: ApiKey, body: bytes, t0: float) -> Work:
+    """POST /v1/cdrs: completed calls, decided and applied to the state."""
+    cdrs = decode_batch(body)
+    _check_operators(key, cdrs)
+    return Work("process", cdrs, rt.config.process_timeout_s - (time.monotonic() - t0), _encode_many)
+
+
+def _check_operators(key: ApiKey, cdrs: list[Cdr]) -> None:
+    if key.operator is None:
+        return
+    for c in cdrs:
+        if c.operator != key.operator:
+            check_operator(key, c.operator)
+
+
+async def run(prepare: Prepare, rt: Runtime, key: ApiKey, body: bytes, t0: float) -> bytes:
+    """Prepare, ask the engine (fail-open within the deadline), encode."""
+    work = prepare(rt, key, body, t0)
+    return work.encode(await rt.decide(work.kind, work.cdrs, work.timeout_s))
+
+
+async def screen_one(rt: Runtime, key: ApiKey, body: bytes, t0: float) -> bytes:
+    return await run(prepare_one, rt, key, body, t0)
 
 
 async def screen_many(rt: Runtime, key: ApiKey, body: bytes, t0: float) -> bytes:
-    """POST /v1/screen/batch: ``{"calls": [...]}`` -> ``{"decisions": [...]}``, in input order."""
-    cdrs = decode_batch(body)
-    for c in cdrs:
-        check_operator(key, c.operator)
-    budget = rt.deadline_s + len(cdrs) * rt.config.batch_ms_per_call / 1000.0
-    decisions = await rt.decide("screen", cdrs, budget - (time.monotonic() - t0))
-    return _ENCODER.encode(_Decisions(decisions))
+    return await run(prepare_many, rt, key, body, t0)
 
 
 async def report_many(rt: Runtime, key: ApiKey, body: bytes, t0: float) -> bytes:
-    """POST /v1/cdrs: completed calls, decided and applied to the state."""
-    cdrs = decode_batch(body)
-    for c in cdrs:
-        check_operator(key, c.operator)
-    decisions = await rt.decide("process", cdrs, rt.config.process_timeout_s - (time.monotonic() - t0))
-    return _ENCODER.encode(_Decisions(decisions))
+    return await run(prepare_report, rt, key, body, t0)

@@ -4,6 +4,7 @@
     python -m tests.service.serve_tiny PORT REDIS_URL --registry DIR   (models from the registry's champion)
 
 Run as its own process so that load tests measure the server, not a client sharing its GIL.
+Served as deploy serves: uvicorn with service.protocol.SwitchProtocol.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from features.redisstore import RedisStore
 from models.engine import Engine
 from service.app import ServiceConfig, create_app
 from service.auth import dev_keys
+from service.protocol import SwitchProtocol
 from tests.models.tiny_model import loaded
 
 
@@ -34,10 +36,10 @@ def main() -> None:
     store = RedisStore(client)
     threaded = (sys.argv[4] if len(sys.argv) > 4 else "threaded") == "threaded"
     config = ServiceConfig(keys=tuple(dev_keys()), deadline_ms=deadline_ms, lane_threaded=threaded)
-    engine = Engine(store, loaded("tiny-1"), retry_interval_s=config.breaker_cooldown_s)  # type: ignore[arg-type]
+    engine = Engine(store, loaded("tiny-1"), retry_interval_s=config.breaker_cooldown_s)
     app = create_app(config, store=store, engine=engine)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools", access_log=False, log_level="warning")
+    uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http=SwitchProtocol, access_log=False, log_level="warning")
 
 
 def serve_registry(port: int, url: str, registry_dir: str) -> None:
@@ -47,7 +49,7 @@ def serve_registry(port: int, url: str, registry_dir: str) -> None:
     client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
     config = ServiceConfig(keys=tuple(dev_keys()), watch_interval_s=0.2)
     app = create_app(config, store=RedisStore(client), registry=Registry(registry_dir))
-    uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools", access_log=False, log_level="warning")
+    uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http=SwitchProtocol, access_log=False, log_level="warning")
 
 
 if __name__ == "__main__":
