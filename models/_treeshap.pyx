@@ -20,10 +20,18 @@ leaf values times the factors below a node) give every edge's integral as
 sum_k G(t_k) T(t_k), with no division except where a feature is split again on the
 same path (rare; those edges carry their own correction, see cs_tree_body).
 
+Scaled factors. Every factor o t + z (1 - t) is (1 - t) (z + o s) with s = t / (1 - t),
+so the kernel keeps G / (1 - t)^(k + 1) and T * (1 - t)^k at a node with k distinct
+features above it: a split then multiplies by z + o s (the hot side: one FMA, the cold
+side: one multiply) and the (1 - t) powers cancel in every product G T; only leaves
+and bottom splits meet a power of (1 - t), from a table. (k <= 32, so no power leaves
+the double range: (1 - t) >= 0.0053 on the 16-point rule.)
+
 The kernel is C (below), on vectors of four doubles: a tree's rule has 4, 8, 12 or
 16 points, so every per-point step is one to four vector operations. It is compiled
 twice, for AVX2 + FMA and for baseline x86-64, and the AVX2 copy runs where the CPU
-has it (checked once at import).
+has it (checked once at import). Every split's test for the row is made first, in
+one branch-free pass over all splits of the model.
 """
 
 cimport numpy as cnp
@@ -60,44 +68,70 @@ cdef extern from *:
         uint8_t redone;   /* some split below this edge is on the same feature (it collects corrections) */
     } cs_edge;
 
-    /* One internal node (48 bytes: every row reads all of them). The kernel walks lists
-       of these instead of all nodes, so that "is this a leaf?" is never a (mispredicted)
-       branch; pairs are indexed by "the row goes left" (1: left child, 0: right child),
-       so that hot and cold are loads, not branches either. The test is the scorer's
-       (models/_predictor.pyx, walk_layout): key, slot and bits are its cs_node's. */
+    /* Offsets are in bytes: into the scratch vectors (a node's are at node * lanes * 32),
+       into phi (a feature's accumulators at feature * CS_MAX_POINTS * 8) and into the
+       rule's tables of (1 - t) powers (power k at k * lanes * 32). */
+
+    /* An internal split that is not a simple bottom split (40 bytes), in preorder.
+       Pairs are indexed by "the row goes left" (1: left child, 0: right child), so that
+       hot and cold are loads, not branches. */
     typedef struct {
-        int64_t key;      /* threshold key, 64-bit category mask, or (wide) bitset index */
-        double pair[2];   /* cover fractions of the children; a bottom split: its leaf values */
-        double E;         /* a bottom split: the cover-weighted mean of its two leaf values */
-        int32_t node;     /* local index in the tree (left child: node + 1) */
+        double pair[2];   /* cover fractions of the (right, left) children */
+        uint32_t off;     /* this node's vectors (the left child's follow them) */
+        uint32_t roff;    /* the right child's */
+        uint32_t out;     /* the feature's accumulators */
+        int32_t node;     /* local index (the rare path) */
         int32_t right;    /* local index of the right child */
-        int32_t feature;  /* row column */
-        uint16_t slot;    /* transformed-row slot the test reads */
-        int8_t bits;      /* -1: bit test (slot & key), 0: compare (slot <= key) */
-        uint8_t flags;    /* CS_SIMPLE, CS_REPEAT, CS_WIDE */
-    } cs_split;
+        uint32_t flags;   /* CS_SIMPLE or CS_REPEAT or neither */
+    } cs_inner;
+
+    /* A simple split whose children are both leaves (40 bytes). */
+    typedef struct {
+        double pair[2];   /* leaf values of the (right, left) children */
+        double E;         /* their cover-weighted mean */
+        uint32_t off;
+        uint32_t out;
+        uint32_t pow;     /* offset of (1 - t)^k, k: distinct features above the split */
+    } cs_bottom;
+
+    /* A leaf under an inner split (16 bytes): its T is value * (1 - t)^k. */
+    typedef struct {
+        double value;
+        uint32_t off;
+        uint32_t pow;     /* offset of (1 - t)^k, k: distinct features above the leaf */
+    } cs_leaf;
 
     enum {
-        CS_SIMPLE = 1,  /* the only split on its feature along every path through it */
+        CS_SIMPLE = 1,  /* the only split on its feature along every path through it, and its
+                           children's counts add up to its own (z_left + z_right = 1) */
         CS_REPEAT = 2,  /* its feature was split on above it */
-        CS_WIDE = 4,    /* categorical bitset past 64 codes: tested out of line */
-        CS_MAX_POINTS = 16
+        CS_MAX_POINTS = 16,
+        CS_MAX_POWER = 33  /* (1 - t)^k for k = 0 .. CS_MAX_POWER: 2 * CS_MAX_POINTS distinct features + 1 */
     };
 
     /* One tree's part of the model's tables (borrowed pointers). */
     typedef struct {
-        const cs_split* inner;   /* n_inner splits in preorder: all but the simple bottom ones */
-        const cs_split* bottom;  /* n_bottom simple splits whose children are both leaves */
-        const int32_t* leaves;   /* n_leaves local indices of the leaves under inner splits */
-        const double* value;     /* per local node (leaf outputs) */
-        const cs_edge* edges;    /* per local node */
-        const cs_v4* t;          /* the tree's Gauss-Legendre rule on [0, 1], 4 * lanes points */
-        const cs_v4* omt;        /* 1 - t */
-        const cs_v4* w;          /* weights */
-        double expected;         /* Tree::ExpectedValue */
+        const cs_inner* inner;
+        const cs_bottom* bottom;
+        const cs_leaf* leaves;
+        const cs_edge* edges;      /* per local node */
+        const cs_v4* s;            /* the rule: s = t / (1 - t) at its 4 * lanes points */
+        const cs_v4* w;            /* weights / (1 - t): G at the root, scaled */
+        const cs_v4* pw;           /* (1 - t)^k, k = 0 .. CS_MAX_POWER */
+        const cs_v4* tpw;          /* t (1 - t)^k */
+        double expected;           /* Tree::ExpectedValue */
         int32_t n_inner, n_bottom, n_leaves;
-        int32_t lanes;           /* vectors per point set (1 to 4); 0: a single leaf */
+        int32_t lanes;             /* vectors per point set (1 to 4); 0: a single leaf */
+        int32_t dec;               /* index of this tree's first split in the decision array */
     } cs_tree;
+
+    #define CS_AT(base, off) ((cs_v4*)((char*)(base) + (off)))
+
+    /* a if bit else b, by a mask: the row's way at a split is a coin flip, and GCC
+       compiles `bit ? a : b` there to a branch. */
+    static inline __attribute__((always_inline)) uint32_t cs_pick(uint32_t bit, uint32_t a, uint32_t b) {
+        return b ^ ((a ^ b) & (0u - bit));
+    }
 
     static __attribute__((noinline)) uint64_t cs_shap_wide_right(int64_t code, int64_t k, const uint32_t* bits,
                                                                  const int32_t* bounds) {
@@ -107,79 +141,89 @@ cdef extern from *:
         return ((bits[start + (code >> 5)] >> (code & 31)) & 1) ^ 1;
     }
 
-    /* 1 if the row goes left at sp: the scorer's cs_step, as a value. */
-    static inline __attribute__((always_inline)) int cs_goes_left(
-            const cs_split* sp, const int64_t* xk, const uint32_t* cat_bits, const int32_t* bounds, const int wide) {
-        int64_t x = xk[sp->slot];
-        int64_t p = sp->key;
-        uint64_t gt = x > p, miss = (x & p) == 0;
-        uint64_t right = gt ^ ((gt ^ miss) & (uint64_t)(int64_t)sp->bits);
-        if (wide && __builtin_expect(sp->flags & CS_WIDE, 0)) right = cs_shap_wide_right(x, p, cat_bits, bounds);
-        return (int)(right ^ 1);
+    /* dec[k] = 1 if the row goes left at split k: the scorer's cs_step, as a value. Every
+       split is first tested as numerical (x <= key on the order-preserving integer
+       keys); the categorical ones are then tested again as bit tests. cats[j]: split
+       index, top bit set for a bitset past 64 codes. */
+    static inline __attribute__((always_inline)) void cs_decide_body(
+            const int64_t* __restrict keys, const uint16_t* __restrict slots, uint32_t n,
+            const uint32_t* __restrict cats, uint32_t n_cats, const int64_t* __restrict xk,
+            const uint32_t* cat_bits, const int32_t* bounds, uint8_t* __restrict dec) {
+        for (uint32_t k = 0; k < n; k++) dec[k] = xk[slots[k]] <= keys[k];
+        for (uint32_t j = 0; j < n_cats; j++) {
+            uint32_t k = cats[j] & 0x7FFFFFFFu;
+            int64_t x = xk[slots[k]], p = keys[k];
+            if (__builtin_expect(cats[j] >> 31, 0))
+                dec[k] = (uint8_t)(cs_shap_wide_right(x, p, cat_bits, bounds) ^ 1);
+            else
+                dec[k] = (x & p) != 0;
+        }
     }
 
     /* Adds one tree's contributions to phi (CS_MAX_POINTS doubles per feature, one per
-       point; the caller sums them). Scratch holds U vectors per local node in each of
-       M, G, T, acc; O one byte per local node.
+       point; the caller sums them). G, T, M, acc: scratch of U vectors per local node;
+       O: one byte per local node; dec: the tree's decisions (inner splits, then bottom).
 
-       Down (preorder): O[c] is the combined one fraction of the edge into c, which
-       multiplies by M_c(t) = Z_c (1 - t) + O_c t (divided by the previous factor when the
-       feature was split on above); G[c] = G[parent] * M_c and G[root] holds the
-       quadrature weights, so that a sum over points is an integral.
-       Up (reverse preorder): T[n] = sum over children M_c * T[c], T[leaf] = its value;
-       the edge into c then adds (O_c - Z_c) * G[parent] * T[c] to its feature.
+       Down (preorder): O[c] is the combined one fraction of the edge into c; the edge
+       multiplies G by m_c = z_c + O_c s (divided by the previous factor Zp + Op s when
+       the feature was split on above), and G[root] holds the quadrature weights, so
+       that a sum over points is an integral.
+       Up (reverse preorder): T[n] = sum over children m_c * T[c]; the edge into c then
+       adds (O_c - Z_c) * G[parent] * T[c] to its feature.
 
-       U and wide are constants at every call site (the cs_shap_* wrappers), so each
-       per-point loop is U straight vector operations. */
+       U is a constant at every call site (the cs_shap_* wrappers), so each per-point
+       loop is U straight vector operations. */
     static inline __attribute__((always_inline)) void cs_tree_body(
-            const cs_tree* tr, const int64_t* __restrict xk, const uint32_t* cat_bits, const int32_t* bounds,
-            double* __restrict phi, uint8_t* __restrict O, uint8_t* __restrict dec, cs_v4* __restrict M,
-            cs_v4* __restrict G, cs_v4* __restrict T, cs_v4* __restrict acc, const int U, const int wide) {
+            const cs_tree* tr, const uint8_t* __restrict dec, double* __restrict phi, uint8_t* __restrict O,
+            cs_v4* __restrict M, cs_v4* __restrict G, cs_v4* __restrict T, cs_v4* __restrict acc, const int U) {
+        const uint32_t S = (uint32_t)(U * sizeof(cs_v4));  /* bytes per node */
         const cs_edge* __restrict edges = tr->edges;
-        const cs_split* __restrict inner = tr->inner;
-        const cs_split* __restrict bottom = tr->bottom;
-        const int32_t* __restrict leaves = tr->leaves;
-        const double* __restrict value = tr->value;
+        const cs_inner* __restrict inner = tr->inner;
+        const cs_bottom* __restrict bottom = tr->bottom;
+        const cs_leaf* __restrict leaves = tr->leaves;
+        const cs_v4* __restrict pw = tr->pw;
+        const cs_v4* __restrict tpw = tr->tpw;
         const uint32_t n_inner = (uint32_t)tr->n_inner, n_bottom = (uint32_t)tr->n_bottom;
         const uint32_t n_leaves = (uint32_t)tr->n_leaves;
-        cs_v4 tk[4], omt[4];
+        const uint8_t* __restrict dec_bottom = dec + n_inner;
+        cs_v4 sk[4];
         for (int u = 0; u < U; u++) {
-            tk[u] = tr->t[u];
-            omt[u] = tr->omt[u];
+            sk[u] = tr->s[u];
             G[u] = tr->w[u];
         }
         /* ---- down: G of every node below an inner split ---- */
         for (uint32_t j = 0; j < n_inner; j++) {
-            const cs_split* sp = inner + j;
-            uint32_t left = (uint32_t)cs_goes_left(sp, xk, cat_bits, bounds, wide);
-            uint32_t i = (uint32_t)sp->node, L = i + 1, R = (uint32_t)sp->right;
+            const cs_inner* sp = inner + j;
+            uint32_t left = dec[j];
+            uint32_t off = sp->off, L = off + S, R = sp->roff;
             uint32_t flags = sp->flags;
-            const cs_v4* gi = G + i * U;
-            dec[j] = (uint8_t)left;
+            const cs_v4* gi = CS_AT(G, off);
             if (__builtin_expect(!(flags & CS_REPEAT), 1)) {
-                /* Hot child h: z_h (1 - t) + t; cold child: z_c (1 - t). Both are written,
-                   a leaf's G is never read: no branch on the row. */
-                uint32_t h = left ? L : R, c = left ? R : L;
+                /* Hot child h: G (z_h + s); cold child: G z_c. Both are written, a leaf's G
+                   is never read: no branch on the row. */
+                uint32_t h = cs_pick(left, L, R), c = L ^ R ^ h;
                 double zh = sp->pair[left], zc = sp->pair[left ^ 1];
-                cs_v4* gh = G + h * U;
-                cs_v4* gc = G + c * U;
+                cs_v4* gh = CS_AT(G, h);
+                cs_v4* gc = CS_AT(G, c);
                 for (int u = 0; u < U; u++) {
-                    cs_v4 g = gi[u], gio = g * omt[u];
-                    gh[u] = zh * gio + g * tk[u];
-                    gc[u] = zc * gio;
+                    cs_v4 g = gi[u];
+                    gh[u] = zh * g + sk[u] * g;
+                    gc[u] = zc * g;
                 }
                 if (__builtin_expect(!(flags & CS_SIMPLE), 0)) {
-                    O[L] = (uint8_t)left;
-                    O[R] = (uint8_t)(left ^ 1);
-                    if (edges[L].redone) memset(acc + L * U, 0, U * sizeof(cs_v4));
-                    if (edges[R].redone) memset(acc + R * U, 0, U * sizeof(cs_v4));
+                    int32_t Ln = sp->node + 1, Rn = sp->right;
+                    O[Ln] = (uint8_t)left;
+                    O[Rn] = (uint8_t)(left ^ 1);
+                    if (edges[Ln].redone) memset(acc + Ln * U, 0, S);
+                    if (edges[Rn].redone) memset(acc + Rn * U, 0, S);
                 }
             } else {
-                /* The feature was split on above: its factor Zp (1 - t) + Op t becomes
-                   Z (1 - t) + (Op and o) t. M is kept for the way up. */
-                uint32_t Op = O[edges[L].prev];
+                /* The feature was split on above: its factor Zp + Op s becomes
+                   Z + (Op and o) s. M is kept for the way up. */
+                int32_t Ln = sp->node + 1, Rn = sp->right;
+                uint32_t Op = O[edges[Ln].prev];
                 for (int side = 0; side < 2; side++) {
-                    uint32_t c = side ? R : L;
+                    int32_t c = side ? Rn : Ln;
                     const cs_edge* e = edges + c;
                     uint32_t Oc = Op & (side ? left ^ 1 : left);
                     double oo = (double)Oc;
@@ -187,77 +231,84 @@ cdef extern from *:
                     for (int u = 0; u < U; u++) {
                         cs_v4 m;
                         if (Op)
-                            m = (e->Z * omt[u] + oo * tk[u]) / (tk[u] + e->Zp * omt[u]);
+                            m = (e->Z + oo * sk[u]) / (e->Zp + sk[u]);
                         else
-                            m = e->z + 0.0 * tk[u];
+                            m = e->z + 0.0 * sk[u];
                         M[c * U + u] = m;
                         G[c * U + u] = gi[u] * m;
                     }
-                    if (e->redone) memset(acc + c * U, 0, U * sizeof(cs_v4));
+                    if (e->redone) memset(acc + c * U, 0, S);
                 }
             }
         }
         /* ---- up ---- */
-        /* Bottom splits first (their T depends on nothing else): T = (1 - t) E + t v_h and
-           the edges add v_h - E, times G. */
+        /* Bottom splits first (their T depends on nothing else). With k distinct features
+           above the split, its leaves' T are v (1 - t)^(k + 1), so
+           T = (1 - t)^(k + 1) E + t (1 - t)^k v_h, and the edges add
+           G (1 - t)^(k + 1) (v_h - E). */
         for (uint32_t j = 0; j < n_bottom; j++) {
-            const cs_split* sp = bottom + j;
-            uint32_t left = (uint32_t)cs_goes_left(sp, xk, cat_bits, bounds, wide);
-            double vh = sp->pair[left], E = sp->E, sd = vh - E;
-            uint32_t i = (uint32_t)sp->node;
-            cs_v4* out = (cs_v4*)(phi + (uint32_t)sp->feature * CS_MAX_POINTS);
-            const cs_v4* gi = G + i * U;
-            cs_v4* ti = T + i * U;
+            const cs_bottom* bp = bottom + j;
+            uint32_t left = dec_bottom[j];
+            double vh = bp->pair[left], E = bp->E, sd = vh - E;
+            const cs_v4* a = CS_AT(pw, bp->pow + S);
+            const cs_v4* b = CS_AT(tpw, bp->pow);
+            cs_v4* out = CS_AT(phi, bp->out);
+            const cs_v4* gi = CS_AT(G, bp->off);
+            cs_v4* ti = CS_AT(T, bp->off);
             for (int u = 0; u < U; u++) {
-                out[u] += sd * gi[u];
-                ti[u] = E * omt[u] + vh * tk[u];
+                out[u] += (gi[u] * a[u]) * sd;
+                ti[u] = a[u] * E + b[u] * vh;
             }
         }
         for (uint32_t j = 0; j < n_leaves; j++) {
-            uint32_t l = (uint32_t)leaves[j];
-            double v = value[l];
-            for (int u = 0; u < U; u++) T[l * U + u] = v + 0.0 * tk[u];  /* broadcast */
+            const cs_leaf* lf = leaves + j;
+            const cs_v4* a = CS_AT(pw, lf->pow);
+            cs_v4* tl = CS_AT(T, lf->off);
+            for (int u = 0; u < U; u++) tl[u] = lf->value * a[u];
         }
         for (uint32_t j = n_inner; j-- > 0;) {
-            const cs_split* sp = inner + j;
-            uint32_t i = (uint32_t)sp->node, L = i + 1, R = (uint32_t)sp->right;
-            cs_v4* out = (cs_v4*)(phi + (uint32_t)sp->feature * CS_MAX_POINTS);
-            if (__builtin_expect(sp->flags & CS_SIMPLE, 1)) {
-                /* The only split on this feature along the path. With a = z_h T_h + z_c T_c:
-                   T = (1 - t) a + t T_h, and the edges add (1 - z_h) T_h - z_c T_c = T_h - a. */
-                uint32_t left = dec[j];
-                uint32_t h = left ? L : R, c = left ? R : L;
-                double zh = sp->pair[left], zc = sp->pair[left ^ 1];
-                const cs_v4* th = T + h * U;
-                const cs_v4* tc = T + c * U;
-                const cs_v4* gi = G + i * U;
-                cs_v4* ti = T + i * U;
+            const cs_inner* sp = inner + j;
+            uint32_t left = dec[j];
+            uint32_t off = sp->off, L = off + S, R = sp->roff;
+            cs_v4* out = CS_AT(phi, sp->out);
+            if (__builtin_expect(sp->flags == CS_SIMPLE, 1)) {
+                /* The only split on this feature along the path, z_h + z_c = 1. With
+                   d = T_h - T_c: T = (z_h + s) T_h + z_c T_c = T_c + z_h d + s T_h, and
+                   the edges add G ((1 - z_h) T_h - z_c T_c) = G_c d (G_c = z_c G). */
+                uint32_t h = cs_pick(left, L, R), c = L ^ R ^ h;
+                double zh = sp->pair[left];
+                const cs_v4* th = CS_AT(T, h);
+                const cs_v4* tc = CS_AT(T, c);
+                const cs_v4* gc = CS_AT(G, c);
+                cs_v4* ti = CS_AT(T, off);
                 for (int u = 0; u < U; u++) {
-                    cs_v4 a = zh * th[u] + zc * tc[u];
-                    ti[u] = omt[u] * a + tk[u] * th[u];
-                    out[u] += gi[u] * (th[u] - a);
+                    cs_v4 d = th[u] - tc[u];
+                    ti[u] = sk[u] * th[u] + (zh * d + tc[u]);
+                    out[u] += gc[u] * d;
                 }
                 continue;
             }
-            /* A feature split more than once on the path (rare). */
-            int32_t p = edges[L].prev;
+            /* A feature split more than once on the path (rare), or covers that do not add up. */
+            int32_t i = sp->node, Ln = i + 1, Rn = sp->right;
+            int32_t p = edges[Ln].prev;
             for (int u = 0; u < U; u++) {
                 cs_v4 ml, mr;
                 if (p < 0) {
-                    ml = edges[L].z * omt[u] + (double)O[L] * tk[u];
-                    mr = edges[R].z * omt[u] + (double)O[R] * tk[u];
+                    ml = edges[Ln].z + (double)O[Ln] * sk[u];
+                    mr = edges[Rn].z + (double)O[Rn] * sk[u];
                 } else {
-                    ml = M[L * U + u];
-                    mr = M[R * U + u];
+                    ml = M[Ln * U + u];
+                    mr = M[Rn * U + u];
                 }
-                T[i * U + u] = ml * T[L * U + u] + mr * T[R * U + u];
+                T[i * U + u] = ml * T[Ln * U + u] + mr * T[Rn * U + u];
             }
             /* For the edge into c, R_c = sum over the leaves below of value * G_leaf / (the
                leaf's final factor of this feature). Leaves with no later split on it give
                G[i] / F_prev * T[c] (F_prev: the factor at the previous split, 1 if none);
                the others come in through the later splits' corrections, collected in
                acc[c]. Contributions telescope: each split on the feature adds the change of
-               its (O - Z). */
+               its (O - Z). (Scaled: G T is the unscaled product across a new feature's
+               edge; across a repeated one the (1 - t) of F_prev cancels it.) */
             double Zp, Op;
             cs_v4 Gx[4];
             if (p < 0) {
@@ -266,11 +317,11 @@ cdef extern from *:
                 for (int u = 0; u < U; u++) Gx[u] = G[i * U + u];
             } else {
                 Op = O[p];
-                Zp = edges[L].Zp;
-                for (int u = 0; u < U; u++) Gx[u] = G[i * U + u] / (Op * tk[u] + Zp * omt[u]);
+                Zp = edges[Ln].Zp;
+                for (int u = 0; u < U; u++) Gx[u] = G[i * U + u] / (Zp + Op * sk[u]);
             }
             for (int side = 0; side < 2; side++) {
-                uint32_t c = side ? R : L;
+                int32_t c = side ? Rn : Ln;
                 const cs_edge* e = edges + c;
                 double coef = ((double)O[c] - e->Z) - (Op - Zp);
                 for (int u = 0; u < U; u++) {
@@ -287,55 +338,59 @@ cdef extern from *:
         }
     }
 
-    typedef void (*cs_shap_fn)(const cs_tree*, const int64_t*, const uint32_t*, const int32_t*, double*,
-                               uint8_t*, uint8_t*, cs_v4*, int);
+    typedef void (*cs_shap_fn)(const cs_tree*, const uint8_t*, double*, uint8_t*, cs_v4*, int);
 
-    /* One copy per (target, lanes, wide). Scratch: four arrays of m nodes x U vectors. */
-    #define CS_SHAP_KERNEL(NAME, ATTR, U, WIDE)                                                             \\
-        static ATTR void NAME(const cs_tree* tr, const int64_t* xk, const uint32_t* cat_bits,                \\
-                              const int32_t* bounds, double* phi, uint8_t* O, uint8_t* dec, cs_v4* s, int m) { \\
-            cs_tree_body(tr, xk, cat_bits, bounds, phi, O, dec, s, s + m * U, s + 2 * m * U, s + 3 * m * U, U,     \\
-                         WIDE);                                                                                 \\
+    /* One copy per (target, lanes). Scratch: four arrays of m nodes x U vectors. */
+    #define CS_SHAP_KERNEL(NAME, ATTR, U)                                                                  \\
+        static ATTR void NAME(const cs_tree* tr, const uint8_t* dec, double* phi, uint8_t* O, cs_v4* s,  \\
+                              int m) {                                                                    \\
+            cs_tree_body(tr, dec, phi, O, s, s + m * U, s + 2 * m * U, s + 3 * m * U, U);                 \\
         }
     #define CS_AVX2 __attribute__((target("avx2,fma")))
     #define CS_BASE
-    CS_SHAP_KERNEL(cs_shap_avx2_1, CS_AVX2, 1, 0)
-    CS_SHAP_KERNEL(cs_shap_avx2_2, CS_AVX2, 2, 0)
-    CS_SHAP_KERNEL(cs_shap_avx2_3, CS_AVX2, 3, 0)
-    CS_SHAP_KERNEL(cs_shap_avx2_4, CS_AVX2, 4, 0)
-    CS_SHAP_KERNEL(cs_shap_avx2_1w, CS_AVX2, 1, 1)
-    CS_SHAP_KERNEL(cs_shap_avx2_2w, CS_AVX2, 2, 1)
-    CS_SHAP_KERNEL(cs_shap_avx2_3w, CS_AVX2, 3, 1)
-    CS_SHAP_KERNEL(cs_shap_avx2_4w, CS_AVX2, 4, 1)
-    CS_SHAP_KERNEL(cs_shap_base_1, CS_BASE, 1, 0)
-    CS_SHAP_KERNEL(cs_shap_base_2, CS_BASE, 2, 0)
-    CS_SHAP_KERNEL(cs_shap_base_3, CS_BASE, 3, 0)
-    CS_SHAP_KERNEL(cs_shap_base_4, CS_BASE, 4, 0)
-    CS_SHAP_KERNEL(cs_shap_base_1w, CS_BASE, 1, 1)
-    CS_SHAP_KERNEL(cs_shap_base_2w, CS_BASE, 2, 1)
-    CS_SHAP_KERNEL(cs_shap_base_3w, CS_BASE, 3, 1)
-    CS_SHAP_KERNEL(cs_shap_base_4w, CS_BASE, 4, 1)
-    static const cs_shap_fn cs_shap_kernels[2][2][4] = {
-        {{cs_shap_base_1, cs_shap_base_2, cs_shap_base_3, cs_shap_base_4},
-         {cs_shap_base_1w, cs_shap_base_2w, cs_shap_base_3w, cs_shap_base_4w}},
-        {{cs_shap_avx2_1, cs_shap_avx2_2, cs_shap_avx2_3, cs_shap_avx2_4},
-         {cs_shap_avx2_1w, cs_shap_avx2_2w, cs_shap_avx2_3w, cs_shap_avx2_4w}},
+    CS_SHAP_KERNEL(cs_shap_avx2_1, CS_AVX2, 1)
+    CS_SHAP_KERNEL(cs_shap_avx2_2, CS_AVX2, 2)
+    CS_SHAP_KERNEL(cs_shap_avx2_3, CS_AVX2, 3)
+    CS_SHAP_KERNEL(cs_shap_avx2_4, CS_AVX2, 4)
+    CS_SHAP_KERNEL(cs_shap_base_1, CS_BASE, 1)
+    CS_SHAP_KERNEL(cs_shap_base_2, CS_BASE, 2)
+    CS_SHAP_KERNEL(cs_shap_base_3, CS_BASE, 3)
+    CS_SHAP_KERNEL(cs_shap_base_4, CS_BASE, 4)
+    static const cs_shap_fn cs_shap_kernels[2][4] = {
+        {cs_shap_base_1, cs_shap_base_2, cs_shap_base_3, cs_shap_base_4},
+        {cs_shap_avx2_1, cs_shap_avx2_2, cs_shap_avx2_3, cs_shap_avx2_4},
     };
+    /* (GCC vectorises the first loop of cs_decide_body with emulated gathers, which
+       take more instructions than the scalar loop.) */
+    #define CS_SCALAR __attribute__((optimize("no-tree-vectorize")))
+    static CS_AVX2 CS_SCALAR void cs_decide_avx2(const int64_t* keys, const uint16_t* slots, uint32_t n, const uint32_t* cats,
+                                       uint32_t n_cats, const int64_t* xk, const uint32_t* cat_bits,
+                                       const int32_t* bounds, uint8_t* dec) {
+        cs_decide_body(keys, slots, n, cats, n_cats, xk, cat_bits, bounds, dec);
+    }
+    static CS_SCALAR void cs_decide_base(const int64_t* keys, const uint16_t* slots, uint32_t n, const uint32_t* cats,
+                               uint32_t n_cats, const int64_t* xk, const uint32_t* cat_bits,
+                               const int32_t* bounds, uint8_t* dec) {
+        cs_decide_body(keys, slots, n, cats, n_cats, xk, cat_bits, bounds, dec);
+    }
 
     static int cs_shap_has_avx2(void) {
         __builtin_cpu_init();
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     }
 
-    /* Every tree in order; the bias is summed as Tree::PredictContrib sums it. */
-    static void cs_shap_trees(const cs_tree* trees, int n_trees, const int64_t* xk, const uint32_t* cat_bits,
-                              const int32_t* bounds, double* phi, double* bias, uint8_t* O, cs_v4* scratch,
-                              int m, int wide, int avx2) {
-        const cs_shap_fn* fns = cs_shap_kernels[avx2 ? 1 : 0][wide ? 1 : 0];
+    /* Every split's test, then every tree in order; the bias is summed as
+       Tree::PredictContrib sums it. */
+    static void cs_shap_trees(const cs_tree* trees, int n_trees, const int64_t* keys, const uint16_t* slots,
+                              uint32_t n_splits, const uint32_t* cats, uint32_t n_cats, const int64_t* xk,
+                              const uint32_t* cat_bits, const int32_t* bounds, double* phi, double* bias,
+                              uint8_t* dec, uint8_t* O, cs_v4* scratch, int m, int avx2) {
+        const cs_shap_fn* fns = cs_shap_kernels[avx2 ? 1 : 0];
+        (avx2 ? cs_decide_avx2 : cs_decide_base)(keys, slots, n_splits, cats, n_cats, xk, cat_bits, bounds, dec);
         for (int t = 0; t < n_trees; t++) {
             const cs_tree* tr = trees + t;
             *bias += tr->expected;
-            if (tr->lanes) fns[tr->lanes - 1](tr, xk, cat_bits, bounds, phi, O, O + m, scratch, m);
+            if (tr->lanes) fns[tr->lanes - 1](tr, dec + tr->dec, phi, O, scratch, m);
         }
     }
 
@@ -352,39 +407,37 @@ cdef extern from *:
         int32_t prev
         int32_t feature
         uint8_t redone
-    ctypedef struct cs_split:
-        int64_t key
-        double pair[2]
-        double E
-        int32_t node
-        int32_t right
-        int32_t feature
-        uint16_t slot
-        int8_t bits
-        uint8_t flags
+    ctypedef struct cs_inner:
+        pass
+    ctypedef struct cs_bottom:
+        pass
+    ctypedef struct cs_leaf:
+        pass
     ctypedef struct cs_tree:
-        const cs_split* inner
-        const cs_split* bottom
-        const int32_t* leaves
-        const double* value
+        const cs_inner* inner
+        const cs_bottom* bottom
+        const cs_leaf* leaves
         const cs_edge* edges
-        const cs_v4* t
-        const cs_v4* omt
+        const cs_v4* s
         const cs_v4* w
+        const cs_v4* pw
+        const cs_v4* tpw
         double expected
         int32_t n_inner
         int32_t n_bottom
         int32_t n_leaves
         int32_t lanes
+        int32_t dec
     enum:
         CS_SIMPLE
         CS_REPEAT
-        CS_WIDE
         CS_MAX_POINTS
+        CS_MAX_POWER
     int cs_shap_has_avx2() noexcept nogil
-    void cs_shap_trees(const cs_tree* trees, int n_trees, const int64_t* xk, const uint32_t* cat_bits,
-                       const int32_t* bounds, double* phi, double* bias, uint8_t* O, cs_v4* scratch,
-                       int m, int wide, int avx2) noexcept nogil
+    void cs_shap_trees(const cs_tree* trees, int n_trees, const int64_t* keys, const uint16_t* slots,
+                       uint32_t n_splits, const uint32_t* cats, uint32_t n_cats, const int64_t* xk,
+                       const uint32_t* cat_bits, const int32_t* bounds, double* phi, double* bias,
+                       uint8_t* dec, uint8_t* O, cs_v4* scratch, int m, int avx2) noexcept nogil
     void* cs_shap_alloc(size_t bytes) noexcept nogil
 
 
@@ -466,9 +519,30 @@ def _aligned_zeros(Py_ssize_t n, dtype):
 
 EDGE_DTYPE = np.dtype(
     [("z", "f8"), ("Z", "f8"), ("Zp", "f8"), ("prev", "i4"), ("feature", "i4"), ("redone", "u1")], align=True)
-SPLIT_DTYPE = np.dtype(
-    [("key", "i8"), ("pair", "f8", (2,)), ("E", "f8"), ("node", "i4"), ("right", "i4"), ("feature", "i4"),
-     ("slot", "u2"), ("bits", "i1"), ("flags", "u1")], align=True)
+INNER_DTYPE = np.dtype(
+    [("pair", "f8", (2,)), ("off", "u4"), ("roff", "u4"), ("out", "u4"), ("node", "i4"), ("right", "i4"),
+     ("flags", "u4")], align=True)
+BOTTOM_DTYPE = np.dtype(
+    [("pair", "f8", (2,)), ("E", "f8"), ("off", "u4"), ("out", "u4"), ("pow", "u4")], align=True)
+LEAF_DTYPE = np.dtype([("value", "f8"), ("off", "u4"), ("pow", "u4")], align=True)
+_SIZES = {"cs_edge": (EDGE_DTYPE, sizeof(cs_edge)), "cs_inner": (INNER_DTYPE, sizeof(cs_inner)),
+          "cs_bottom": (BOTTOM_DTYPE, sizeof(cs_bottom)), "cs_leaf": (LEAF_DTYPE, sizeof(cs_leaf))}
+
+
+def _rule_tables(int q):
+    """The q-point Gauss-Legendre rule on [0, 1] as the kernel reads it: s, w / (1 - t),
+    (1 - t)^k and t (1 - t)^k for k = 0 .. CS_MAX_POWER, each q doubles (64-byte aligned)."""
+    x, w = np.polynomial.legendre.leggauss(q)
+    t = (x + 1.0) / 2.0
+    omt = 1.0 - t
+    k = np.arange(CS_MAX_POWER + 1)[:, None]
+    powers = omt[None, :] ** k
+    table = _aligned_zeros((2 + 2 * (CS_MAX_POWER + 1)) * q, np.float64).reshape(-1, q)
+    table[0] = t / omt
+    table[1] = (w / 2.0) / omt
+    table[2:CS_MAX_POWER + 3] = powers
+    table[CS_MAX_POWER + 3:] = t[None, :] * powers
+    return table
 
 
 cdef class TreeShap:
@@ -478,11 +552,15 @@ cdef class TreeShap:
     cdef readonly int n_trees
     cdef readonly int max_points
     cdef readonly Py_ssize_t nbytes
+    cdef readonly bint avx2  # runs the AVX2 + FMA kernel copy (else the baseline one)
     cdef int _max_nodes
     cdef int _max_lanes
-    cdef bint _wide
-    cdef readonly bint avx2  # runs the AVX2 + FMA kernel copy (else the baseline one)
+    cdef uint32_t _n_splits
+    cdef uint32_t _n_cats
     cdef const cs_tree* _trees  # into self._keep (a byte array of n_trees cs_tree)
+    cdef const int64_t[::1] _keys  # per split, in decision order (tree by tree: inner, then bottom)
+    cdef const uint16_t[::1] _slots
+    cdef const uint32_t[::1] _cats
     cdef const int32_t[::1] _cat_bounds
     cdef const uint32_t[::1] _cat_bits
     cdef const uint8_t[::1] _kinds
@@ -493,13 +571,12 @@ cdef class TreeShap:
 
         ``avx2``: None runs the AVX2 + FMA copy where the CPU has it; False forces the
         baseline copy (the tests run both); True where the CPU lacks it is an error.
-
         Raises ModelUnsupportedError for a model this algorithm cannot take exactly (a
         split with an empty side, or more than 2 * MAX_POINTS features on one path).
         """
         cdef Py_ssize_t n_nodes = nodes.shape[0]
         cdef cs_tree* trees
-        cdef int t, q
+        cdef int t, q, r
         n_features = feature_kinds.shape[0]
         value = np.ascontiguousarray(nodes["value"], dtype=np.float64)
         right = np.ascontiguousarray(nodes["right"], dtype=np.int32)
@@ -516,107 +593,138 @@ cdef class TreeShap:
             raise ModelUnsupportedError(
                 "a split sends no training rows to one side (zero cover); exact fast TreeSHAP "
                 "needs positive covers, so the reference recursion is used")
+        for name, (dtype, size) in _SIZES.items():
+            if dtype.itemsize != size:
+                raise RuntimeError(f"{name} and its numpy dtype disagree")  # a build problem, not data
         # Slot to row column: a default-right split reads the feature's second slot.
         feature = np.where(slot > n_features, slot.astype(np.int32) - n_features - 1, slot.astype(np.int32))
         internal = (kind & KIND_LEAF) == 0
         edges = np.zeros(n_nodes, dtype=EDGE_DTYPE)
-        splits = np.zeros(int(internal.sum()), dtype=SPLIT_DTYPE)
-        if edges.dtype.itemsize != sizeof(cs_edge) or splits.dtype.itemsize != sizeof(cs_split):
-            raise RuntimeError("a struct and its numpy dtype disagree")  # a build problem, not data
         points = np.zeros(self.n_trees, dtype=np.int32)
-        depth = _link(value.shape[0], roots, right, feature, internal.view(np.uint8), counts, edges, points)
+        distinct = np.zeros(n_nodes, dtype=np.int32)
+        level = np.zeros(n_nodes, dtype=np.int32)
+        depth = _link(n_nodes, roots, right, feature, internal.view(np.uint8), counts, edges, points, distinct,
+                      level)
         if depth > 2 * MAX_POINTS:
             raise ModelUnsupportedError(
                 f"a path splits on {depth} distinct features; fast TreeSHAP handles at most "
                 f"{2 * MAX_POINTS}, so the reference recursion is used")
         ends = np.append(roots[1:], n_nodes)
         tree_of = np.repeat(np.arange(self.n_trees), ends - roots)
-        local = (np.arange(n_nodes) - roots[tree_of]).astype(np.int32)
+        local = (np.arange(n_nodes) - roots[tree_of]).astype(np.int64)
+        # Bytes per node in the scratch: the tree's rule, in vectors of four doubles.
+        stride = (points // 4 * 32).astype(np.int64)[tree_of]
         nodes_i = np.flatnonzero(internal)
         left_i = nodes_i + 1
         right_i = right[nodes_i]
-        # The split test is the scorer's own (integer keys, category masks).
-        walk = walk_layout(nodes, cat_bounds, cat_bits, n_features)[nodes_i]
-        splits["key"] = walk["p"]
-        splits["slot"] = walk["slot"]
-        splits["bits"] = walk["bits"]
-        splits["pair"][:, 1] = edges["z"][left_i]
-        splits["pair"][:, 0] = edges["z"][right_i]
-        splits["node"] = local[nodes_i]
-        splits["right"] = local[right[nodes_i]]
-        splits["feature"] = feature[nodes_i]
         repeat = edges["prev"][left_i] >= 0
-        simple = ~repeat & (edges["redone"][left_i] == 0) & (edges["redone"][right_i] == 0)
-        splits["flags"] = (np.where(simple, CS_SIMPLE, 0) | np.where(repeat, CS_REPEAT, 0)
-                           | np.where(walk["wide"] != 0, CS_WIDE, 0))
-        self._wide = bool(walk["wide"].any())
+        adds_up = counts[left_i] + counts[right_i] == counts[nodes_i]
+        simple = ~repeat & (edges["redone"][left_i] == 0) & (edges["redone"][right_i] == 0) & adds_up
         bottom_mask = simple & ~internal[left_i] & ~internal[right_i]
-        # A bottom split needs its leaf values (where others keep the cover fractions)
-        # and their cover-weighted mean.
-        z0 = splits["pair"][:, 0].copy()
-        z1 = splits["pair"][:, 1].copy()
-        splits["pair"][bottom_mask, 1] = value[left_i][bottom_mask]
-        splits["pair"][bottom_mask, 0] = value[right_i][bottom_mask]
-        splits["E"] = np.where(bottom_mask, z0 * splits["pair"][:, 0] + z1 * splits["pair"][:, 1], 0.0)
-        inner = np.ascontiguousarray(splits[~bottom_mask])
-        bottom = np.ascontiguousarray(splits[bottom_mask])
-        bounds = np.append(roots, n_nodes)
-        inner_start = np.searchsorted(nodes_i[~bottom_mask], bounds).astype(np.int32)
-        bottom_start = np.searchsorted(nodes_i[bottom_mask], bounds).astype(np.int32)
+        # Inner splits level by level (a parent still comes before its children, and
+        # after them on the way up), so that consecutive splits do not wait on each
+        # other's vectors: in preorder a split follows its parent, a dependent load.
+        inner_i = nodes_i[~bottom_mask]
+        inner_i = inner_i[np.lexsort((inner_i, level[inner_i], tree_of[inner_i]))]
+        bottom_i = nodes_i[bottom_mask]
+
+        inner = np.zeros(len(inner_i), dtype=INNER_DTYPE)
+        inner["pair"][:, 1] = edges["z"][inner_i + 1]
+        inner["pair"][:, 0] = edges["z"][right[inner_i]]
+        inner["off"] = local[inner_i] * stride[inner_i]
+        inner["roff"] = local[right[inner_i]] * stride[inner_i]
+        inner["out"] = feature[inner_i].astype(np.int64) * MAX_POINTS * 8
+        inner["node"] = local[inner_i]
+        inner["right"] = local[right[inner_i]]
+        flags = np.zeros(n_nodes, dtype=np.uint32)
+        flags[nodes_i] = np.where(simple, CS_SIMPLE, 0) | np.where(repeat, CS_REPEAT, 0)
+        inner["flags"] = flags[inner_i]
+
+        bottom = np.zeros(len(bottom_i), dtype=BOTTOM_DTYPE)
+        z_left = edges["z"][bottom_i + 1]
+        z_right = edges["z"][right[bottom_i]]
+        bottom["pair"][:, 1] = value[bottom_i + 1]
+        bottom["pair"][:, 0] = value[right[bottom_i]]
+        bottom["E"] = z_right * bottom["pair"][:, 0] + z_left * bottom["pair"][:, 1]
+        bottom["off"] = local[bottom_i] * stride[bottom_i]
+        bottom["out"] = feature[bottom_i].astype(np.int64) * MAX_POINTS * 8
+        bottom["pow"] = distinct[bottom_i] * stride[bottom_i]
+
         # Leaves under inner splits need T filled per row; a bottom split reads its own.
         under_bottom = np.zeros(n_nodes, dtype=bool)
-        under_bottom[left_i[bottom_mask]] = True
-        under_bottom[right_i[bottom_mask]] = True
-        leaves_i = np.flatnonzero(~internal & ~under_bottom)
-        leaves = np.ascontiguousarray(local[leaves_i])
+        under_bottom[bottom_i + 1] = True
+        under_bottom[right[bottom_i]] = True
+        leaves_i = np.flatnonzero(~internal & ~under_bottom & (points[tree_of] > 0))
+        leaves = np.zeros(len(leaves_i), dtype=LEAF_DTYPE)
+        leaves["value"] = value[leaves_i]
+        leaves["off"] = local[leaves_i] * stride[leaves_i]
+        leaves["pow"] = distinct[leaves_i] * stride[leaves_i]
+
+        bounds = np.append(roots, n_nodes)
+        inner_start = np.searchsorted(np.sort(inner_i), bounds).astype(np.int32)
+        bottom_start = np.searchsorted(bottom_i, bounds).astype(np.int32)
         leaf_start = np.searchsorted(leaves_i, bounds).astype(np.int32)
-        # Rules: row r of `rules` is (t, 1 - t, w) of the rule with RULES[r] points.
-        rules = _aligned_zeros(len(RULES) * 3 * MAX_POINTS, np.float64).reshape(len(RULES), 3, MAX_POINTS)
-        for r, q in enumerate(RULES):
-            x, wq = np.polynomial.legendre.leggauss(q)
-            rules[r, 0, :q] = (x + 1.0) / 2.0
-            rules[r, 1, :q] = 1.0 - rules[r, 0, :q]
-            rules[r, 2, :q] = wq / 2.0
+
+        # Decision order: tree by tree, its inner splits, then its bottom ones. The test
+        # is the scorer's own (integer keys, category masks: _predictor.walk_layout).
+        order = np.argsort(np.concatenate([tree_of[inner_i] * 2, tree_of[bottom_i] * 2 + 1]), kind="stable")
+        split_nodes = np.concatenate([inner_i, bottom_i])[order]
+        walk = walk_layout(nodes, cat_bounds, cat_bits, n_features)[split_nodes]
+        keys = np.ascontiguousarray(walk["p"], dtype=np.int64)
+        slots = np.ascontiguousarray(walk["slot"], dtype=np.uint16)
+        is_cat = np.flatnonzero(walk["bits"] != 0)
+        cats = (is_cat.astype(np.uint32) | np.where(walk["wide"][is_cat] != 0, np.uint32(1 << 31), np.uint32(0))
+                ).astype(np.uint32)
+        dec_start = inner_start + bottom_start  # this tree's first split in decision order
+
+        rules = {q: _rule_tables(q) for q in set(points.tolist()) - {0}}
         tree_bytes = _aligned_zeros(self.n_trees * sizeof(cs_tree), np.uint8)
         trees = <cs_tree*>cnp.PyArray_DATA(tree_bytes)
-        cdef const cs_split* inner_p = <const cs_split*>cnp.PyArray_DATA(inner)
-        cdef const cs_split* bottom_p = <const cs_split*>cnp.PyArray_DATA(bottom)
-        cdef const int32_t* leaves_p = <const int32_t*>cnp.PyArray_DATA(leaves)
-        cdef const double* value_p = <const double*>cnp.PyArray_DATA(value)
+        cdef const char* inner_p = <const char*>cnp.PyArray_DATA(inner)
+        cdef const char* bottom_p = <const char*>cnp.PyArray_DATA(bottom)
+        cdef const char* leaves_p = <const char*>cnp.PyArray_DATA(leaves)
         cdef const cs_edge* edges_p = <const cs_edge*>cnp.PyArray_DATA(edges)
-        cdef const double* rules_p = <const double*>cnp.PyArray_DATA(rules)
+        cdef const double* rule_p
         cdef int32_t[::1] roots_v = np.ascontiguousarray(roots, dtype=np.int32)
         cdef int32_t[::1] points_v = points
         cdef int32_t[::1] inner_v = inner_start
         cdef int32_t[::1] bottom_v = bottom_start
         cdef int32_t[::1] leaf_v = leaf_start
+        cdef int32_t[::1] dec_v = dec_start
         cdef double[::1] expected_v = np.ascontiguousarray(expected, dtype=np.float64)
         for t in range(self.n_trees):
             q = points_v[t]
             trees[t].expected = expected_v[t]
             trees[t].lanes = q // 4
-            trees[t].inner = inner_p + inner_v[t]
+            trees[t].inner = <const cs_inner*>(inner_p + inner_v[t] * sizeof(cs_inner))
             trees[t].n_inner = inner_v[t + 1] - inner_v[t]
-            trees[t].bottom = bottom_p + bottom_v[t]
+            trees[t].bottom = <const cs_bottom*>(bottom_p + bottom_v[t] * sizeof(cs_bottom))
             trees[t].n_bottom = bottom_v[t + 1] - bottom_v[t]
-            trees[t].leaves = leaves_p + leaf_v[t]
+            trees[t].leaves = <const cs_leaf*>(leaves_p + leaf_v[t] * sizeof(cs_leaf))
             trees[t].n_leaves = leaf_v[t + 1] - leaf_v[t]
-            trees[t].value = value_p + roots_v[t]
             trees[t].edges = edges_p + roots_v[t]
+            trees[t].dec = dec_v[t]
             if q:
-                q = RULES.index(q)
-                trees[t].t = <const cs_v4*>(rules_p + (3 * q + 0) * MAX_POINTS)
-                trees[t].omt = <const cs_v4*>(rules_p + (3 * q + 1) * MAX_POINTS)
-                trees[t].w = <const cs_v4*>(rules_p + (3 * q + 2) * MAX_POINTS)
+                rule_p = <const double*>cnp.PyArray_DATA(rules[q])
+                trees[t].s = <const cs_v4*>rule_p
+                trees[t].w = <const cs_v4*>(rule_p + q)
+                trees[t].pw = <const cs_v4*>(rule_p + 2 * q)
+                trees[t].tpw = <const cs_v4*>(rule_p + (CS_MAX_POWER + 3) * q)
         self._trees = trees
+        self._keys = keys
+        self._slots = slots
+        self._cats = cats
+        self._n_splits = len(keys)
+        self._n_cats = len(cats)
         self._cat_bounds = cat_bounds
         self._cat_bits = cat_bits
         self._kinds = feature_kinds
         self._max_nodes = int((ends - roots).max()) if self.n_trees else 1
         self.max_points = int(points.max()) if self.n_trees else 0
         self._max_lanes = max(1, self.max_points // 4)
-        self._keep = (value, cat_bounds, cat_bits, feature_kinds, edges, inner, bottom, leaves, rules, tree_bytes)
-        self.nbytes = sum(a.nbytes for a in (value, edges, inner, bottom, leaves, tree_bytes))
+        self._keep = (cat_bounds, cat_bits, feature_kinds, edges, inner, bottom, leaves, keys, slots, cats, rules,
+                      tree_bytes)
+        self.nbytes = sum(a.nbytes for a in (edges, inner, bottom, leaves, keys, slots, cats, tree_bytes))
 
     def contributions_into(self, x, double[::1] phi):
         """TreeSHAP contributions of one row into phi (n_features + 1, bias last)."""
@@ -624,31 +732,34 @@ cdef class TreeShap:
         cdef const double* row
         cdef int k, f, F = self.n_features
         cdef int m = self._max_nodes
+        cdef size_t vectors = 4 * <size_t>m * self._max_lanes
         cdef double total, bias = 0.0
         cdef double* phiv
         cdef cs_v4* scratch
         cdef int64_t* xk
-        cdef uint8_t* O
+        cdef uint8_t* dec
         if cnp.PyArray_NDIM(arr) != 1 or cnp.PyArray_DIM(arr, 0) != F:
             raise RowShapeError(f"row has shape {np.shape(arr)}; expected ({F},) "
                                 "(one value per model feature, NaN for missing)")
         if phi.shape[0] != F + 1:
             raise RowShapeError(f"contribution buffer has {phi.shape[0]} slots; expected {F + 1}")
         row = <const double*>cnp.PyArray_DATA(arr)
-        # One block: phiv (F x MAX_POINTS), scratch (4 x m x lanes vectors of 4), the
-        # transformed row (2F + 1 keys), O (m bytes).
-        phiv = <double*>cs_shap_alloc((F * MAX_POINTS + 16 * m * self._max_lanes) * sizeof(double)
-                                      + (2 * F + 1) * sizeof(int64_t) + 2 * m)
+        # One block: phiv (F x MAX_POINTS), scratch (4 arrays of m x lanes vectors of 4
+        # doubles), the transformed row (2F + 1 keys), the decisions, O (m bytes).
+        phiv = <double*>cs_shap_alloc((F * MAX_POINTS + 4 * vectors) * sizeof(double)
+                                      + (2 * F + 1) * sizeof(int64_t) + self._n_splits + m)
         if phiv == NULL:
             raise MemoryError()
         scratch = <cs_v4*>(phiv + F * MAX_POINTS)
-        xk = <int64_t*>(phiv + F * MAX_POINTS + 16 * m * self._max_lanes)
-        O = <uint8_t*>(xk + 2 * F + 1)
+        xk = <int64_t*>(phiv + F * MAX_POINTS + 4 * vectors)
+        dec = <uint8_t*>(xk + 2 * F + 1)
         with nogil:
             _walk_row(row, xk, &self._kinds[0], F)
             memset(phiv, 0, F * MAX_POINTS * sizeof(double))
-            cs_shap_trees(self._trees, self.n_trees, xk, &self._cat_bits[0], &self._cat_bounds[0], phiv,
-                          &bias, O, scratch, m, self._wide, self.avx2)
+            cs_shap_trees(self._trees, self.n_trees, &self._keys[0] if self._n_splits else NULL,
+                          &self._slots[0] if self._n_splits else NULL, self._n_splits,
+                          &self._cats[0] if self._n_cats else NULL, self._n_cats, xk, &self._cat_bits[0],
+                          &self._cat_bounds[0], phiv, &bias, dec, dec + self._n_splits, scratch, m, self.avx2)
             phi[F] = bias
             for f in range(F):
                 total = 0.0
@@ -658,16 +769,15 @@ cdef class TreeShap:
         free(phiv)
 
 
-
 cdef int _link(Py_ssize_t n_nodes, const int32_t[::1] roots, const int32_t[::1] right,
                const int32_t[::1] feature, const uint8_t[::1] internal, const double[::1] counts,
-               cs_edge[::1] edges, int32_t[::1] points) except -1:
-    """Fill the edge table and each tree's point count; returns the largest number of
-    distinct features on one path."""
+               cs_edge[::1] edges, int32_t[::1] points, int32_t[::1] distinct,
+               int32_t[::1] level) except -1:
+    """Fill the edge table, each tree's point count, each node's number of distinct
+    features above it and its depth; returns the largest number of distinct features on one path."""
     cdef int n_trees = roots.shape[0]
     cdef int t, i, c, a, q, side, f, root, end, deepest = 0, tree_deepest
     cdef int32_t[::1] parent = np.full(n_nodes, -1, dtype=np.int32)
-    cdef int32_t[::1] distinct = np.zeros(n_nodes, dtype=np.int32)
     cdef cs_edge* e
     for t in range(n_trees):
         root = roots[t]
@@ -700,6 +810,7 @@ cdef int _link(Py_ssize_t n_nodes, const int32_t[::1] roots, const int32_t[::1] 
                     a = parent[a]
                 e.Z = e.Zp * e.z
                 distinct[c] = distinct[i] + (1 if e.prev < 0 else 0)
+                level[c] = level[i] + 1
         points[t] = 0
         for q in RULES:
             if 2 * q >= tree_deepest > 0:
