@@ -1,35 +1,38 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""The client side of the online store: the batch script's wire format, the caller's own-call
-windows, and the feature rows, in C.
+"""The client side of the online store: the batch script's wire format and every window
+aggregate and feature row, in C.
 
 One engine call with one CDR used to cost ~400 us of client CPU, almost none of it work: numpy
 calls on 1-row arrays, per-call objects, redis-py's command machinery. So the whole per-call
-path is here, in three loops:
+path is here:
 
-* ``pack_batch``: start times, the fixed-width event record of each call, its digests
+* ``Batch(...)``: start times, the fixed-width event record of each call, its digests
   (BLAKE2b-48, below) and the Redis wire format (RESP) of the ``EVALSHA`` calls of
   ``features/batch.lua``, written straight into one buffer;
-* ``features_batch``: reads the scripts' replies and computes, for every call, the
-  aggregates of ``features.assembly.RAW`` that come from the caller's own earlier calls over
-  the full 24 h (no cap), then the feature row (``assemble_rows``' arithmetic);
+* ``Batch.features(replies, ...)``: from the strings the scripts return (each caller's own
+  and received calls, each IMEI's numbers, as read) and what they report per call, every
+  aggregate of ``features.assembly.RAW`` over the full windows (no cap), then the feature row;
 * ``assemble_rows``: raw aggregates -> the 33 features of ``features.definitions``, shared
   with the in-memory reference (``features.assembly.assemble`` calls it), so the two stores
   cannot drift apart.
 
-``features/batch.lua`` keeps each caller's calls of the last 25 h as ONE string of
-fixed-width records sorted by start time and returns it, as read, once per caller and script.
-A call sees its caller's history as read plus the calls of the same script applied before
-it (the script reports which it applied), both restricted to ``[t - day, t)``; they are
-walked in start-time order (history first on ties: the order of the stored string), so the
-duration sums add up in the order the in-memory reference uses. Distinct values go through
-a small open-addressing set per call, sized to the window, so the work per call is linear
-in the calls in its window.
+The script counts nothing (Redis CPU is the worker's bottleneck): it returns each string once
+per script and reports per call what it found (relations, duplicate) and what it applied. A
+call sees the strings as read plus what the same script applied before it, restricted to
+``[t - day, t)``: the caller's own calls are walked in start-time order (history first on
+ties: the order of the stored string), so the duration sums add up in the order the in-memory
+reference uses; received calls are counted by two lower bounds plus the calls to the caller
+added earlier in the script; the numbers on an IMEI are its table as read, changed as the
+script reports it changed them (the same rule as ``seen_on`` in the script). Distinct values
+go through a small open-addressing set per call, sized to the window, so the work per call is
+linear in the calls in its window.
 
-Record (``RECORD`` = 39 bytes, big-endian): u48 start ms, 6-byte call key, u8 flags
-(1 answered, 2 has IMEI, 4 has cell), f64 duration s, 6-byte IMEI, 6-byte cell,
-6-byte callee digests. Digests are ``hashlib.blake2b(utf8, digest_size=6)`` (call key:
-``operator NUL call_id``), computed here because hashlib's per-call object costs more than
-the hash (checked against hashlib in the tests).
+Records (big-endian): cs:out: (``RECORD`` = 39 bytes) u48 start ms, 6-byte call key, u8 flags
+(1 answered, 2 has IMEI, 4 has cell), f64 duration s, 6-byte IMEI, 6-byte cell, 6-byte callee
+digests; cs:in: (12) u48 start ms, call key; cs:imei: (18) h6(a_number), u48 last ms, u48
+latest earlier ms. Digests are ``hashlib.blake2b(utf8, digest_size=6)`` (call key:
+``operator NUL call_id``), computed here because hashlib's per-call object costs more than the
+hash (checked against hashlib in the tests).
 """
 
 import numpy as np
@@ -73,8 +76,10 @@ cnp.import_array()
 import_datetime()
 
 cdef enum:
-    NS = 3  # integers per call from the script
-    W = 39  # bytes per record
+    ARGS = 5  # script arguments per call
+    W = 39  # bytes per cs:out: record
+    WI = 12  # bytes per cs:in: record
+    WD = 18  # bytes per cs:imei: record
     OUT = 18  # the COLUMNS
     NF = 33  # features
 
@@ -88,12 +93,9 @@ COLUMNS = (
     "numbers_per_imei_24h", "imeis_per_number_24h", "distinct_cells_24h",
 )
 """The raw aggregates: ``features.assembly.RAW`` (features/redisstore.py checks)."""
-SCRIPT_VALUES = NS
-"""Integers per call from features/batch.lua: bits (1 callee called caller before, 2 caller
-called callee before, 4 duplicate, 8 applied), inbound calls 24 h, numbers per IMEI 24 h (-1
-without IMEI)."""
-ARGS_PER_CALL = 4
-"""Script arguments per call: record, a_number, a_imei ("" when absent), b_number."""
+ARGS_PER_CALL = ARGS
+"""Script arguments per call: record, a_number, a_imei ("" when absent), b_number,
+h6(a_number) ("" without an IMEI)."""
 
 _UTC = _dt.timezone.utc
 cdef int64_t DAY = _DAY_MS
@@ -105,6 +107,8 @@ cdef double KZ_MOBILE = <int>_NumberClass.KZ_MOBILE
 cdef double INTERNATIONAL = <int>_Ingress.INTERNATIONAL
 cdef double VOIP = <int>_Ingress.VOIP
 cdef int64_t MAX_T = 1LL << 48
+from features.retention import EVENT_RETAIN_MS as _EVENT_RETAIN_MS
+cdef int64_t EVENT_RETAIN = _EVENT_RETAIN_MS
 
 if len(_INDEX) != NF:  # pragma: no cover - guards a feature list change without a kernel change
     raise ImportError(f"features/_online.pyx assembles {NF} features, features.definitions has {len(_INDEX)}")
@@ -514,6 +518,81 @@ def origin_codes(list cdrs, dict ingress_codes, object classify):
 
 
 # --- a batch: the script calls out, the features back ----------------------------------------
+cdef struct Views:
+    # per caller group: cs:out: and cs:in: as read, registry record, owner count
+    const unsigned char** hist
+    Py_ssize_t* hn
+    const unsigned char** inb
+    Py_ssize_t* inn
+    const unsigned char** regp
+    Py_ssize_t* regn
+    int64_t* owners
+    # per call (script order): the script's bits; calls of the same group applied before, for
+    # the caller's own calls (link/last) and its received calls (in_link/in_last)
+    int64_t* bits
+    int64_t* link
+    int64_t* last
+    int64_t* in_link
+    int64_t* in_last
+    int64_t* chain
+    # per IMEI: its table (3 integers per number) at dev[3 * dev_at[e]], dev_n[e] numbers in use
+    int64_t* dev
+    Py_ssize_t* dev_at
+    Py_ssize_t* dev_n
+    # per call (input order): the context key
+    unsigned char* key
+
+
+cdef void _parse_imei(const unsigned char* s, Py_ssize_t n, int64_t* out) noexcept nogil:
+    """cs:imei: records (h6(a_number), u48 last, u48 prev) into 3 integers each."""
+    cdef Py_ssize_t k
+    for k in range(n):
+        out[3 * k] = _u48(s + WD * k)
+        out[3 * k + 1] = _u48(s + WD * k + 6)
+        out[3 * k + 2] = _u48(s + WD * k + 12)
+
+
+cdef inline int64_t _before(int64_t last, int64_t prev, int64_t t) noexcept nogil:
+    """The latest contact strictly before t from (last, prev) (prev 0: none), or -1."""
+    if last < t:
+        return last
+    if prev > 0 and prev < t:
+        return prev
+    return -1
+
+
+cdef void _seen_on(int64_t* d, Py_ssize_t* count, int64_t digest, int64_t t) noexcept nogil:
+    """features/batch.lua's seen_on for an entry it reported changed: a contact at t on the
+    number's (last, prev), or the number appended (dropping, when that makes the count a
+    multiple of 256, numbers last seen before the retention before the newest)."""
+    cdef Py_ssize_t k, j, n = count[0]
+    cdef int64_t newest = 0
+    for k in range(n):
+        if d[3 * k] == digest:
+            if t > d[3 * k + 1]:
+                d[3 * k + 2] = d[3 * k + 1]
+                d[3 * k + 1] = t
+            elif t < d[3 * k + 1] and t > d[3 * k + 2]:
+                d[3 * k + 2] = t
+            return
+    d[3 * n] = digest
+    d[3 * n + 1] = t
+    d[3 * n + 2] = 0
+    n += 1
+    if n % 256 == 0:
+        for k in range(n):
+            if d[3 * k + 1] > newest:
+                newest = d[3 * k + 1]
+        j = 0
+        for k in range(n):
+            if d[3 * k + 1] >= newest - EVENT_RETAIN:
+                d[3 * j] = d[3 * k]
+                d[3 * j + 1] = d[3 * k + 1]
+                d[3 * j + 2] = d[3 * k + 2]
+                j += 1
+        n = j
+    count[0] = n
+
 
 cdef class Batch:
     """One batch of calls for features/batch.lua: the RESP of its ``EVALSHA`` calls
@@ -525,22 +604,29 @@ cdef class Batch:
     calls, in start-time order (ties in input order). ``fallback`` converts a naive
     ``start_time`` (``registry_codec.epoch_ms``); ``ingress_codes`` and ``classify`` give the
     origin codes (ingress, a_class, b_class, has_device).
+
+    Per script, callers are numbered in order of their first call ("groups", the order of the
+    script's ``callers`` reply) and so are IMEIs (the order of its ``imeis`` reply).
     """
 
     cdef readonly bytes payload
     cdef readonly Py_ssize_t scripts
     cdef readonly list callers  # callers per script
-    cdef Py_ssize_t n, per_script, n_groups
+    cdef readonly list imeis  # IMEIs per script
+    cdef Py_ssize_t n, per_script, n_groups, n_imeis
     cdef int64_t* t  # input order
     cdef int64_t* order  # script position -> input index
     cdef unsigned char* records  # script order
-    cdef int64_t* group  # script order: the caller's index among all scripts' histories
+    cdef int64_t* group  # script order: the caller's index among all scripts' callers
+    cdef int64_t* callee  # script order: the callee's group when it calls in the same script, else -1
+    cdef int64_t* imei  # script order: the IMEI's index among all scripts' IMEIs, or -1
+    cdef int64_t* digest  # script order: h6(a_number) as an integer (calls with an IMEI)
     cdef int64_t* group_in  # input order, filled by features()
     cdef double* origin  # input order, 4 per call
 
     def __cinit__(self, list cdrs, object fallback, bytes prologue, Py_ssize_t fixed, Py_ssize_t per_script,
                   dict ingress_codes, object classify):
-        cdef Py_ssize_t n = len(cdrs), pos, i, k, g, base = 0, la, lb, li, lo, lc, lcell
+        cdef Py_ssize_t n = len(cdrs), pos, i, k, g, base = 0, ibase = 0, start = 0, la, lb, li, lo, lc, lcell
         cdef bint ordered = True
         cdef Buf buf
         if per_script < 1:
@@ -549,15 +635,20 @@ cdef class Batch:
         self.per_script = per_script
         self.scripts = (n + per_script - 1) // per_script
         self.callers = []
+        self.imeis = []
         m = n if n else 1
         self.t = <int64_t*>malloc(m * sizeof(int64_t))
         self.order = <int64_t*>malloc(m * sizeof(int64_t))
         self.records = <unsigned char*>malloc(m * W)
         self.group = <int64_t*>malloc(m * sizeof(int64_t))
+        self.callee = <int64_t*>malloc(m * sizeof(int64_t))
+        self.imei = <int64_t*>malloc(m * sizeof(int64_t))
+        self.digest = <int64_t*>malloc(m * sizeof(int64_t))
         self.group_in = <int64_t*>malloc(m * sizeof(int64_t))
         self.origin = <double*>malloc(m * 4 * sizeof(double))
         if (self.t == NULL or self.order == NULL or self.records == NULL or self.group == NULL
-                or self.group_in == NULL or self.origin == NULL):
+                or self.callee == NULL or self.imei == NULL or self.digest == NULL or self.group_in == NULL
+                or self.origin == NULL):
             raise MemoryError()
         for i in range(n):
             c = <object>PyList_GET_ITEM(cdrs, i)
@@ -590,21 +681,32 @@ cdef class Batch:
         cdef const char* cid
         cdef const char* cell
         cdef uint8_t keybuf[256]
+        cdef uint8_t da[6]
         cdef uint8_t* key
         cdef int flags
         cdef int64_t ti
         cdef double dur
         cdef dict seen = {}
+        cdef dict devices = {}
         buf.p = NULL
         buf.n = buf.cap = 0
         try:
-            for pos in range(n):
-                if pos % per_script == 0:
-                    if pos:
+            for pos in range(n + 1):
+                if pos % per_script == 0 or pos == n:
+                    if pos:  # the script [start, pos) is complete: callees that call in it too
+                        for k in range(start, pos):
+                            g = seen.get((<object>PyList_GET_ITEM(cdrs, self.order[k])).b_number, -1)
+                            self.callee[k] = base + g if g >= 0 else -1
                         self.callers.append(len(seen))
+                        self.imeis.append(len(devices))
                         base += len(seen)
+                        ibase += len(devices)
                         seen = {}
-                    _array(&buf, fixed + 4 * min(per_script, n - pos))
+                        devices = {}
+                    if pos == n:
+                        break
+                    start = pos
+                    _array(&buf, fixed + ARGS * min(per_script, n - pos))
                     _grow(&buf, npro)
                     memcpy(buf.p + buf.n, pro, npro)
                     buf.n += npro
@@ -636,6 +738,7 @@ cdef class Batch:
                 flags = 1 if c.answered else 0
                 d = c.duration_s
                 dur = 0.0 if d is None else <double>d
+                a = _utf8(an, &la)
                 imei_s = c.a_imei
                 li = 0
                 imei = ""
@@ -643,8 +746,17 @@ cdef class Batch:
                     flags |= 2
                     imei = _utf8(imei_s, &li)
                     _h6(<const uint8_t*>imei, li, rec + 21)
+                    _h6(<const uint8_t*>a, la, da)
+                    self.digest[pos] = _u48(da)
+                    k = devices.get(imei_s, -1)
+                    if k < 0:
+                        k = len(devices)
+                        devices[imei_s] = k
+                    self.imei[pos] = ibase + k
                 else:
                     memset(rec + 21, 0, 6)
+                    self.digest[pos] = 0
+                    self.imei[pos] = -1
                 cell_s = c.a_cell_id
                 if cell_s is not None:
                     flags |= 4
@@ -656,13 +768,13 @@ cdef class Batch:
                 _put_f64(rec + 13, dur)
                 b = _utf8(c.b_number, &lb)
                 _h6(<const uint8_t*>b, lb, rec + 33)
-                a = _utf8(an, &la)
                 _bulk(&buf, <const char*>rec, W)
                 _bulk(&buf, a, la)
                 _bulk(&buf, imei, li)
                 _bulk(&buf, b, lb)
-            self.callers.append(len(seen))
-            self.n_groups = base + len(seen)
+                _bulk(&buf, <const char*>da, 6 if li else 0)
+            self.n_groups = base
+            self.n_imeis = ibase
             self.payload = PyBytes_FromStringAndSize(buf.p, buf.n)
         finally:
             free(buf.p)
@@ -672,6 +784,9 @@ cdef class Batch:
         free(self.order)
         free(self.records)
         free(self.group)
+        free(self.callee)
+        free(self.imei)
+        free(self.digest)
         free(self.group_in)
         free(self.origin)
 
@@ -682,7 +797,7 @@ cdef class Batch:
         return self.t[i]
 
     def groups(self):
-        """For each call (input order) its caller's index among all scripts' histories (after ``features``)."""
+        """For each call (input order) its caller's index among all scripts' callers (after ``features``)."""
         cdef Py_ssize_t i
         return [self.group_in[i] for i in range(self.n)]
 
@@ -696,12 +811,14 @@ cdef class Batch:
         context ``plain[4 * in_registry + 2 * roaming + duplicate]`` (the caller replaces
         those of callers on a list), in input order.
 
-        Each reply is ``[numbers, callers, lists]`` (features/batch.lua): 3 integers per
-        call (bits: 1 callee called caller before, 2 caller called callee before, 4
-        duplicate, 8 applied; inbound calls 24 h; numbers per IMEI 24 h or -1) and 3 values
-        per caller (cs:out: string as read, packed registry record or "", owner count).
+        Each reply is ``[bits, callers, imeis, lists]`` (features/batch.lua): one integer per
+        call (1 callee called caller before, 2 caller called callee before, 4 duplicate, 8
+        added to the caller's calls, 16 added to the callee's received calls, 32 the caller's
+        entry on its IMEI changed), 4 values per caller (cs:out: and cs:in: strings as read,
+        packed registry record or "", owner count) and the cs:imei: string of each IMEI.
         """
-        cdef Py_ssize_t n = self.n, n_groups = self.n_groups, s, k, m, g, in_script, n_callers
+        cdef Py_ssize_t n = self.n, n_groups = self.n_groups, n_imeis = self.n_imeis
+        cdef Py_ssize_t s, k, g, m, in_script, n_callers, n_dev, e, entries
         if len(replies) != self.scripts:
             raise ValueError(f"{len(replies)} replies for {self.scripts} scripts")
         if len(plain) != 8:
@@ -711,89 +828,146 @@ cdef class Batch:
         cdef list contexts = [None] * n
         if n == 0:
             return x_np, contexts
-        cdef unsigned char* key = <unsigned char*>malloc(n)
-        cdef const unsigned char** hist = <const unsigned char**>malloc(n_groups * sizeof(void*))
-        cdef Py_ssize_t* hn = <Py_ssize_t*>malloc(n_groups * sizeof(Py_ssize_t))
-        cdef const unsigned char** regp = <const unsigned char**>malloc(n_groups * sizeof(void*))
-        cdef Py_ssize_t* regn = <Py_ssize_t*>malloc(n_groups * sizeof(Py_ssize_t))
-        cdef int64_t* owners = <int64_t*>malloc(n_groups * sizeof(int64_t))
-        cdef int64_t* bits = <int64_t*>malloc(n * NS * sizeof(int64_t))
-        cdef int64_t* link = <int64_t*>malloc(n * sizeof(int64_t))
-        cdef int64_t* last = <int64_t*>malloc(n_groups * sizeof(int64_t))
-        cdef int64_t* chain = <int64_t*>malloc(n * sizeof(int64_t))
-        cdef list numbers, callers
-        cdef object h, r, reply
+        cdef Py_ssize_t ng = n_groups if n_groups else 1
+        cdef Py_ssize_t ni = n_imeis if n_imeis else 1
+        cdef Views v
+        memset(&v, 0, sizeof(Views))
+        v.key = <unsigned char*>malloc(n)
+        v.hist = <const unsigned char**>malloc(ng * sizeof(void*))
+        v.hn = <Py_ssize_t*>malloc(ng * sizeof(Py_ssize_t))
+        v.inb = <const unsigned char**>malloc(ng * sizeof(void*))
+        v.inn = <Py_ssize_t*>malloc(ng * sizeof(Py_ssize_t))
+        v.regp = <const unsigned char**>malloc(ng * sizeof(void*))
+        v.regn = <Py_ssize_t*>malloc(ng * sizeof(Py_ssize_t))
+        v.owners = <int64_t*>malloc(ng * sizeof(int64_t))
+        v.bits = <int64_t*>malloc(n * sizeof(int64_t))
+        v.link = <int64_t*>malloc(n * sizeof(int64_t))
+        v.last = <int64_t*>malloc(ng * sizeof(int64_t))
+        v.in_link = <int64_t*>malloc(n * sizeof(int64_t))
+        v.in_last = <int64_t*>malloc(ng * sizeof(int64_t))
+        v.chain = <int64_t*>malloc(n * sizeof(int64_t))
+        v.dev_at = <Py_ssize_t*>malloc(ni * sizeof(Py_ssize_t))
+        v.dev_n = <Py_ssize_t*>malloc(ni * sizeof(Py_ssize_t))
+        cdef list numbers, callers, found
+        cdef object h, r, q, reply
         try:
-            if (key == NULL or hist == NULL or hn == NULL or regp == NULL or regn == NULL or owners == NULL
-                    or bits == NULL or link == NULL or last == NULL or chain == NULL):
+            if (v.key == NULL or v.hist == NULL or v.hn == NULL or v.inb == NULL or v.inn == NULL
+                    or v.regp == NULL or v.regn == NULL or v.owners == NULL or v.bits == NULL or v.link == NULL
+                    or v.last == NULL or v.in_link == NULL or v.in_last == NULL or v.chain == NULL
+                    or v.dev_at == NULL or v.dev_n == NULL):
                 raise MemoryError()
             g = 0
+            e = 0
             m = 0
             for s in range(self.scripts):
                 reply = replies[s]
                 in_script = min(self.per_script, n - s * self.per_script)
                 n_callers = self.callers[s]
+                n_dev = self.imeis[s]
                 numbers = reply[0]
                 callers = reply[1]
-                if PyList_GET_SIZE(numbers) != NS * in_script or PyList_GET_SIZE(callers) != 3 * n_callers:
+                found = reply[2]
+                if (PyList_GET_SIZE(numbers) != in_script or PyList_GET_SIZE(callers) != 4 * n_callers
+                        or PyList_GET_SIZE(found) != n_dev):
                     raise ValueError(
-                        f"the batch script returned {PyList_GET_SIZE(numbers)} numbers and "
-                        f"{PyList_GET_SIZE(callers)} caller values for {in_script} calls and {n_callers} callers")
-                for k in range(NS * in_script):
-                    bits[m + k] = <int64_t>(<object>PyList_GET_ITEM(numbers, k))
-                m += NS * in_script
+                        f"the batch script returned {PyList_GET_SIZE(numbers)} bits, {PyList_GET_SIZE(callers)} "
+                        f"caller values and {PyList_GET_SIZE(found)} IMEI strings for {in_script} calls, "
+                        f"{n_callers} callers and {n_dev} IMEIs")
+                for k in range(in_script):
+                    v.bits[m + k] = <int64_t>(<object>PyList_GET_ITEM(numbers, k))
+                m += in_script
                 for k in range(n_callers):
-                    h = <object>PyList_GET_ITEM(callers, 3 * k)
-                    r = <object>PyList_GET_ITEM(callers, 3 * k + 1)
-                    if type(h) is not bytes or type(r) is not bytes:
-                        raise ValueError("a caller history or registry record from the batch script is not a string")
-                    if PyBytes_GET_SIZE(h) % W:
-                        raise ValueError(f"a caller history of {PyBytes_GET_SIZE(h)} bytes is not whole records")
-                    hist[g] = <const unsigned char*>PyBytes_AS_STRING(h)
-                    hn[g] = PyBytes_GET_SIZE(h) // W
-                    regp[g] = <const unsigned char*>PyBytes_AS_STRING(r)
-                    regn[g] = PyBytes_GET_SIZE(r) if PyBytes_GET_SIZE(r) else -1
-                    owners[g] = <int64_t>(<object>PyList_GET_ITEM(callers, 3 * k + 2))
+                    h = <object>PyList_GET_ITEM(callers, 4 * k)
+                    q = <object>PyList_GET_ITEM(callers, 4 * k + 1)
+                    r = <object>PyList_GET_ITEM(callers, 4 * k + 2)
+                    if type(h) is not bytes or type(q) is not bytes or type(r) is not bytes:
+                        raise ValueError("a caller's strings or registry record from the batch script are not strings")
+                    if PyBytes_GET_SIZE(h) % W or PyBytes_GET_SIZE(q) % WI:
+                        raise ValueError(f"caller strings of {PyBytes_GET_SIZE(h)} and {PyBytes_GET_SIZE(q)} bytes "
+                                         "are not whole records")
+                    v.hist[g] = <const unsigned char*>PyBytes_AS_STRING(h)
+                    v.hn[g] = PyBytes_GET_SIZE(h) // W
+                    v.inb[g] = <const unsigned char*>PyBytes_AS_STRING(q)
+                    v.inn[g] = PyBytes_GET_SIZE(q) // WI
+                    v.regp[g] = <const unsigned char*>PyBytes_AS_STRING(r)
+                    v.regn[g] = PyBytes_GET_SIZE(r) if PyBytes_GET_SIZE(r) else -1
+                    v.owners[g] = <int64_t>(<object>PyList_GET_ITEM(callers, 4 * k + 3))
                     g += 1
-            _aggregate_all(x, key, self.group_in, self.t, self.order, self.records, self.group, self.origin,
-                           hist, hn, regp, regn, owners, bits, link, last, chain, n, n_groups)
+                for k in range(n_dev):
+                    h = <object>PyList_GET_ITEM(found, k)
+                    if type(h) is not bytes or PyBytes_GET_SIZE(h) % WD:
+                        raise ValueError("an IMEI string from the batch script is not whole records")
+                    v.dev_n[e] = PyBytes_GET_SIZE(h) // WD
+                    e += 1
+            # one table of (number digest, last, prev) per IMEI, as read, with room after it
+            # for the numbers its calls add (at most one per call)
+            for e in range(n_imeis):
+                v.dev_at[e] = 0
             for k in range(n):
-                contexts[k] = plain[key[k]]
+                if self.imei[k] >= 0:
+                    v.dev_at[self.imei[k]] += 1
+            entries = 0
+            for e in range(n_imeis):
+                k = v.dev_at[e] + v.dev_n[e]
+                v.dev_at[e] = entries
+                entries += k
+            v.dev = <int64_t*>malloc((entries if entries else 1) * 3 * sizeof(int64_t))
+            if v.dev == NULL:
+                raise MemoryError()
+            e = 0
+            for s in range(self.scripts):
+                found = replies[s][2]
+                for k in range(PyList_GET_SIZE(found)):
+                    h = <object>PyList_GET_ITEM(found, k)
+                    _parse_imei(<const unsigned char*>PyBytes_AS_STRING(h), v.dev_n[e], &v.dev[3 * v.dev_at[e]])
+                    e += 1
+            _aggregate_all(x, &v, self.group_in, self.t, self.order, self.records, self.group, self.callee,
+                           self.imei, self.digest, self.origin, n, n_groups)
+            for k in range(n):
+                contexts[k] = plain[v.key[k]]
         finally:
-            free(key)
-            free(hist)
-            free(hn)
-            free(regp)
-            free(regn)
-            free(owners)
-            free(bits)
-            free(link)
-            free(last)
-            free(chain)
+            free(v.key)
+            free(v.hist)
+            free(v.hn)
+            free(v.inb)
+            free(v.inn)
+            free(v.regp)
+            free(v.regn)
+            free(v.owners)
+            free(v.bits)
+            free(v.link)
+            free(v.last)
+            free(v.in_link)
+            free(v.in_last)
+            free(v.chain)
+            free(v.dev_at)
+            free(v.dev_n)
+            free(v.dev)
         return x_np, contexts
 
 
-cdef int _aggregate_all(double[:, ::1] x, unsigned char* key, int64_t* group_in, const int64_t* tin,
+
+cdef int _aggregate_all(double[:, ::1] x, Views* v, int64_t* group_in, const int64_t* tin,
                         const int64_t* order, const unsigned char* calls, const int64_t* group,
-                        const double* origin,
-                        const unsigned char** hist, Py_ssize_t* hn, const unsigned char** regp, Py_ssize_t* regn,
-                        int64_t* owners, int64_t* bits, int64_t* link, int64_t* last, int64_t* chain,
-                        Py_ssize_t n, Py_ssize_t n_groups) except -1:
+                        const int64_t* callee, const int64_t* imei, const int64_t* digest,
+                        const double* origin, Py_ssize_t n, Py_ssize_t n_groups) except -1:
     cdef Py_ssize_t i, g, k, lo, hi, mid, h0, h1, n_chain, most = 0, row
-    cdef int64_t t, te, j
+    cdef int64_t t, te, j, b, inbound, per_imei
     cdef uint64_t size, mask, cap = 16
     cdef int flags
     cdef double dur, c10, c1, c24, nb10, nb1, nb24, a1, s1, d1, a24, s24, d24, ni, nc
     cdef double raw[OUT]
     cdef const unsigned char* hp
+    cdef const unsigned char* ip
     cdef const unsigned char* rec
     cdef const unsigned char* me
     cdef unsigned char* slot
-    cdef int64_t* sv
+    cdef int64_t* d
     for g in range(n_groups):
-        last[g] = -1
-        if hn[g] > most:
-            most = hn[g]
+        v.last[g] = -1
+        v.in_last[g] = -1
+        if v.hn[g] > most:
+            most = v.hn[g]
     most += n
     while cap < 2 * <uint64_t>most:
         cap <<= 1
@@ -811,10 +985,11 @@ cdef int _aggregate_all(double[:, ::1] x, unsigned char* key, int64_t* group_in,
             me = &calls[i * W]
             t = _u48(me)
             g = group[i]
-            hp = hist[g]
-            # history records in [t - day, t): two lower bounds
+            b = v.bits[i]
+            # the caller's own calls in [t - day, t): the string as read (two lower bounds)
+            hp = v.hist[g]
             lo = 0
-            hi = hn[g]
+            hi = v.hn[g]
             while lo < hi:
                 mid = (lo + hi) // 2
                 if _u48(hp + mid * W) < t - DAY:
@@ -822,7 +997,7 @@ cdef int _aggregate_all(double[:, ::1] x, unsigned char* key, int64_t* group_in,
                 else:
                     hi = mid
             h0 = lo
-            hi = hn[g]
+            hi = v.hn[g]
             while lo < hi:
                 mid = (lo + hi) // 2
                 if _u48(hp + mid * W) < t:
@@ -830,17 +1005,17 @@ cdef int _aggregate_all(double[:, ::1] x, unsigned char* key, int64_t* group_in,
                 else:
                     hi = mid
             h1 = lo
-            # applied calls of this group earlier in the script, newest first
+            # ... and its calls this script applied before, newest first
             n_chain = 0
-            j = last[g]
+            j = v.last[g]
             while j >= 0:
                 te = _u48(&calls[j * W])
                 if te < t - DAY:
                     break
                 if te < t:
-                    chain[n_chain] = j
+                    v.chain[n_chain] = j
                     n_chain += 1
-                j = link[j]
+                j = v.link[j]
             size = 16
             while size < 2 * <uint64_t>(h1 - h0 + n_chain):
                 size <<= 1
@@ -852,11 +1027,11 @@ cdef int _aggregate_all(double[:, ::1] x, unsigned char* key, int64_t* group_in,
             k = n_chain - 1
             while h0 < h1 or k >= 0:
                 # merge in time order; the stored history first on ties
-                if k < 0 or (h0 < h1 and _u48(hp + h0 * W) <= _u48(&calls[chain[k] * W])):
+                if k < 0 or (h0 < h1 and _u48(hp + h0 * W) <= _u48(&calls[v.chain[k] * W])):
                     rec = hp + h0 * W
                     h0 += 1
                 else:
-                    rec = &calls[chain[k] * W]
+                    rec = &calls[v.chain[k] * W]
                     k -= 1
                 te = _u48(rec)
                 flags = rec[12]
@@ -888,7 +1063,44 @@ cdef int _aggregate_all(double[:, ::1] x, unsigned char* key, int64_t* group_in,
                     ni += _insert(imeis, marks + cap, mask, <uint64_t>_u48(rec + 21), &slot)
                 if flags & 4:
                     nc += _insert(cells, marks + 2 * cap, mask, <uint64_t>_u48(rec + 27), &slot)
-            sv = &bits[i * NS]
+            # calls the caller received in [t - day, t): its cs:in: as read, and the calls to
+            # it this script added before
+            ip = v.inb[g]
+            lo = 0
+            hi = v.inn[g]
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if _u48(ip + mid * WI) < t - DAY:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            h0 = lo
+            hi = v.inn[g]
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if _u48(ip + mid * WI) < t:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            inbound = lo - h0
+            j = v.in_last[g]
+            while j >= 0:
+                te = _u48(&calls[j * W])
+                if te < t - DAY:
+                    break
+                if te < t:
+                    inbound += 1
+                j = v.in_link[j]
+            # numbers seen on the call's IMEI in [t - day, t) besides the caller, plus the caller
+            per_imei = -1
+            if imei[i] >= 0:
+                d = &v.dev[3 * v.dev_at[imei[i]]]
+                per_imei = 1
+                for k in range(v.dev_n[imei[i]]):
+                    if d[3 * k] != digest[i] and _before(d[3 * k + 1], d[3 * k + 2], t) >= t - DAY:
+                        per_imei += 1
+                if b & 32:
+                    _seen_on(d, &v.dev_n[imei[i]], digest[i], t)
             raw[0] = c10
             raw[1] = c1
             raw[2] = c24
@@ -901,10 +1113,10 @@ cdef int _aggregate_all(double[:, ::1] x, unsigned char* key, int64_t* group_in,
             raw[9] = a24
             raw[10] = s24
             raw[11] = d24
-            raw[12] = 1.0 if sv[0] & 1 else 0.0
-            raw[13] = 1.0 if sv[0] & 2 else 0.0
-            raw[14] = <double>sv[1]
-            raw[15] = <double>sv[2] if sv[2] >= 0 else NAN
+            raw[12] = 1.0 if b & 1 else 0.0
+            raw[13] = 1.0 if b & 2 else 0.0
+            raw[14] = <double>inbound
+            raw[15] = <double>per_imei if per_imei >= 0 else NAN
             flags = me[12]
             if flags & 2:
                 raw[16] = ni + (0 if _has(imeis, mask, <uint64_t>_u48(me + 21)) else 1)
@@ -917,13 +1129,16 @@ cdef int _aggregate_all(double[:, ::1] x, unsigned char* key, int64_t* group_in,
             row = order[i]
             for k in range(NF):
                 x[row, k] = NAN
-            _identity(&x[row, 0], tin[row], regp[g], regn[g], owners[g])
+            _identity(&x[row, 0], tin[row], v.regp[g], v.regn[g], v.owners[g])
             _derived(&x[row, 0], tin[row], raw, &origin[4 * row])
-            key[row] = ((4 + (2 if regp[g][0] & 32 else 0)) if regn[g] > 0 else 0) + (1 if sv[0] & 4 else 0)
+            v.key[row] = ((4 + (2 if v.regp[g][0] & 32 else 0)) if v.regn[g] > 0 else 0) + (1 if b & 4 else 0)
             group_in[row] = g
-            if sv[0] & 8:  # applied
-                link[i] = last[g]
-                last[g] = i
+            if b & 8:  # added to the caller's calls
+                v.link[i] = v.last[g]
+                v.last[g] = i
+            if b & 16 and callee[i] >= 0:  # added to the received calls of a caller of this script
+                v.in_link[i] = v.in_last[callee[i]]
+                v.in_last[callee[i]] = i
     finally:
         free(keys)
         free(marks)

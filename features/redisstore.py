@@ -249,7 +249,7 @@ class RedisStore:
             raise StoreRecordError(
                 f"feature store: {exc}; fix: make features/batch.lua and RedisStore the same version"
             ) from exc
-        if any(r[2] for r in replies):
+        if any(r[3] for r in replies):
             self._listed(replies, batch, contexts)
         return x, contexts
 
@@ -259,7 +259,7 @@ class RedisStore:
         hits: dict[int, dict[str, ListEntry]] = {}
         base = 0
         for reply, count in zip(replies, batch.callers, strict=True):
-            flat = reply[2]
+            flat = reply[3]
             for j in range(0, len(flat), 3):
                 hits.setdefault(base + int(flat[j]) - 1, {})[flat[j + 1].decode()] = _ENTRY_DECODER.decode(flat[j + 2])
             base += count

@@ -134,3 +134,27 @@ def test_start_times_are_epoch_ms_and_order_is_stable(times: list[dt.datetime]) 
     t, order = start_times(calls, epoch_ms)
     assert t.tolist() == [epoch_ms(x) for x in times]
     assert order.tolist() == sorted(range(len(times)), key=lambda i: (t[i], i))
+
+
+def test_sim_box_imei_is_counted_and_trimmed_like_the_reference(redis_client: redis.Redis) -> None:
+    """300 numbers on one IMEI (a SIM box): 200 call on day 0, then 100 more 30 h later in one
+    batch, so the 256th number on the IMEI trims the 200 that fell out of the retention in the
+    middle of a script; every call's numbers per IMEI equals the oracle and the in-memory
+    reference, and the stored index keeps only the recent numbers."""
+    imei = "356789012345678"
+    calls = [Cdr(call_id=f"s{i}", operator="kcell", ingress="mobile", a_imei=imei, b_number=B,
+                 a_number=f"+7701{i:07d}", answered=True, duration_s=5.0,
+                 start_time=T0 + dt.timedelta(minutes=i if i < 200 else 30 * 60 + (i - 200) / 10))
+             for i in range(300)]
+    calls += [msgspec.structs.replace(c, call_id=c.call_id + "b", start_time=c.start_time + dt.timedelta(seconds=1))
+              for c in calls[250:]]
+    calls.sort(key=lambda c: c.start_time)
+    red, mem = RedisStore(redis_client), InMemoryStore()
+    x_red = np.vstack([red.process(calls[:200])[0], red.process(calls[200:])[0]])
+    x_mem = np.vstack([mem.process(calls[:200])[0], mem.process(calls[200:])[0]])
+    col = INDEX["numbers_per_imei_24h"]
+    np.testing.assert_array_equal(x_red[:, col], x_mem[:, col])
+    np.testing.assert_array_equal(x_red[:, col], oracle_features(calls, [])[:, col])
+    assert x_red[199, col] == 200 and x_red[-1, col] == 100
+    index = redis_client.get("cs:imei:" + imei)
+    assert isinstance(index, bytes) and len(index) == 100 * 18  # the 200 of day 0 were dropped
