@@ -13,7 +13,6 @@ definitions (``features.definitions.REASON_CODES``); this module only ranks.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -49,25 +48,28 @@ def top_reasons(
             f"contributions {contributions.shape} and values {values.shape} do not match "
             f"{n} feature names; expected ({n + 1},) and ({n},)"
         )
-    # Stable sort on the negated contribution: largest first, ties in feature order.
-    order = np.argsort(-contributions[:n], kind="stable")
+    # Plain floats and ints from here (a reason is wanted per warned call: numpy scalars
+    # and argsort cost more than the ranking). Only positive contributions rank; the
+    # sort is stable with reverse=True too, so ties keep feature order.
+    phis: list[float] = contributions.tolist()
+    positive = [j for j in range(n) if phis[j] > 0.0]
+    positive.sort(key=phis.__getitem__, reverse=True)
     reasons: list[Reason] = []
-    for j in order:
-        phi = float(contributions[j])
-        if phi <= 0.0 or len(reasons) == limit:
+    given: set[str] = set()
+    for j in positive:
+        if len(reasons) == limit:
             break
+        name = feature_names[j]
         value = float(values[j])
-        mapped = codes.get(feature_names[j])
-        if math.isnan(value) and missing_codes is not None:
-            mapped = missing_codes.get(feature_names[j], mapped)
-        if mapped is None or any(r.code == mapped[0] for r in reasons):
+        missing = value != value
+        mapped = codes.get(name)
+        if missing and missing_codes is not None:
+            mapped = missing_codes.get(name, mapped)
+        if mapped is None or mapped[0] in given:
             continue
         code, text = mapped
-        reasons.append(Reason(code=code, detail=f"{text} (value {_show(value)}, +{phi:.3f})"))
+        given.add(code)
+        shown = "missing" if missing else f"{value:.6g}"
+        reasons.append(Reason(code=code, detail=f"{text} (value {shown}, +{phis[j]:.3f})"))
     return reasons
 
-
-def _show(value: float) -> str:
-    if math.isnan(value):
-        return "missing"
-    return f"{value:.6g}"
