@@ -43,15 +43,6 @@ local byte, sub, find, floor, concat = string.byte, string.sub, string.find, mat
 local band, sunpack, spack = bit.band, struct.unpack, struct.pack
 local KINDS, BITS = {"block", "allow", "dno"}, {1, 2, 4}
 
--- first record index (0-based) in [lo, hi) of s (width w) whose time is >= x
-local function lower(s, w, lo, hi, x)
-  while lo < hi do
-    local mid = floor((lo + hi) / 2)
-    if (sunpack(">I6", s, mid * w + 1)) < x then lo = mid + 1 else hi = mid end
-  end
-  return lo
-end
-
 -- the record of width w in s that starts with id (its first bytes), as a 1-based position
 local function locate(s, w, id)
   local pos = find(s, id, 1, true)
@@ -61,7 +52,7 @@ end
 
 -- Timelines (cs:out:, cs:in:): the string as read, and (apply mode) the records this script
 -- adds, in time order, each also indexed by its 12-byte id (start time and call key).
-local olds, adds, tops = {}, {}, {}
+local olds, adds = {}, {}
 local function read(key)
   local s = olds[key]
   if not s then
@@ -77,46 +68,6 @@ local function has(key, s, w, id)
   return (new and new[id]) or locate(s, w, id) ~= nil
 end
 
--- add a record; one older than the retention before the newest would be trimmed at once
-local function add(key, s, w, rec, t, id)
-  local top = tops[key]
-  if not top then top = #s > 0 and sunpack(">I6", s, #s - w + 1) or -1 end
-  if t < top - EVENT_RETAIN then return false end
-  local new = adds[key]
-  if not new then
-    new = {}
-    adds[key] = new
-  end
-  new[#new + 1] = rec
-  new[id] = true
-  if t > top then top = t end
-  tops[key] = top
-  return true
-end
-
--- write back: merged (a record after the ones of equal time), trimmed, with the TTL
-local function flush(key, w)
-  local new = adds[key]
-  local s = olds[key]
-  local n = #s / w
-  local v
-  if n == 0 or sunpack(">I6", new[1], 1) >= sunpack(">I6", s, (n - 1) * w + 1) then
-    v = #new == 1 and s .. new[1] or s .. concat(new)
-  else  -- late records: splice each one in
-    v = s
-    for k = 1, #new do
-      local j = lower(v, w, 0, #v / w, sunpack(">I6", new[k], 1) + 1)
-      v = sub(v, 1, j * w) .. new[k] .. sub(v, j * w + 1)
-    end
-  end
-  local edge = tops[key] - EVENT_RETAIN
-  if sunpack(">I6", v, 1) < edge then
-    local cut = lower(v, w, 0, #v / w, edge)
-    if cut > 0 then v = sub(v, cut * w + 1) end
-  end
-  call("SET", key, v, "PX", EVENT_TTL)
-end
-
 -- was there a contact before t within the history, from a 12-byte (last, prev) value?
 -- The latest contact strictly before t is last if last < t, else prev (0: none).
 local function before(v, t)
@@ -126,71 +77,126 @@ local function before(v, t)
   return last >= t - HISTORY
 end
 
--- a contact at t on (last, prev): the latest time and the latest distinct time before it
-local function step(last, prev, t)
-  if t > last then return t, last, true end
-  if t < last and t > prev then return last, t, true end
-  return last, prev, false
-end
+-- Apply mode only: a read-only script (the API's screening) does not make these.
+local add, flush, touch, seen_on
+local imeis, current = {}, {}  -- cs:imei: keys this script changes; their strings
+if apply then
+  local tops = {}
 
--- cs:c: relations: one hash per caller (callee -> u48 last, u48 prev). Trimming bounds
--- memory only (retention > window + lateness: features/retention.py) and runs on hashes of
--- 256 fields or more, when an added callee's digest ends in a zero byte (1 add in 256 on
--- average; features/memstore.py applies the same rule), so HLEN is rarely needed.
-local expiring = {}  -- relation keys given their TTL in this script
-local function touch(key, member, old, t, trigger)
-  local last, prev = 0, 0
-  if old then last, prev = sunpack(">I6I6", old) end
-  local changed
-  last, prev, changed = step(last, prev, t)
-  if not changed then return end
-  if call("HSET", key, member, spack(">I6I6", last, prev)) == 1 and trigger and call("HLEN", key) >= 256 then
-    local all = call("HGETALL", key)
-    local newest = 0
-    for j = 2, #all, 2 do local l = sunpack(">I6", all[j], 1); if l > newest then newest = l end end
-    for j = 2, #all, 2 do
-      if sunpack(">I6", all[j], 1) < newest - RELATION_RETAIN then call("HDEL", key, all[j - 1]) end
+  -- first record index (0-based) in [lo, hi) of s (width w) whose time is >= x
+  local function lower(s, w, lo, hi, x)
+    while lo < hi do
+      local mid = floor((lo + hi) / 2)
+      if (sunpack(">I6", s, mid * w + 1)) < x then lo = mid + 1 else hi = mid end
     end
+    return lo
   end
-  if not expiring[key] then
-    call("PEXPIRE", key, RELATION_TTL)
-    expiring[key] = true
-  end
-end
 
--- cs:imei: (numbers per IMEI): the string as read (returned) and as this script changes it.
--- A number's entry takes a contact at t as relations do; a number new to the IMEI is
--- appended, and when that makes the count a multiple of 256, numbers last seen before the
--- retention before the newest are dropped (memory only, as for relations; features/memstore.py
--- and the client apply the same rule).
-local imeis, current = {}, {}
-local function seen_on(key, da, t)
-  local s = current[key]
-  local pos = locate(s, WD, da)
-  if pos then
-    local last, prev = sunpack(">I6I6", s, pos + 6)
-    local changed
-    last, prev, changed = step(last, prev, t)
-    if not changed then return false end
-    current[key] = sub(s, 1, pos + 5) .. spack(">I6I6", last, prev) .. sub(s, pos + WD)
+  -- add a record; one older than the retention before the newest would be trimmed at once
+  add = function(key, s, w, rec, t, id)
+    local top = tops[key]
+    if not top then top = #s > 0 and sunpack(">I6", s, #s - w + 1) or -1 end
+    if t < top - EVENT_RETAIN then return false end
+    local new = adds[key]
+    if not new then
+      new = {}
+      adds[key] = new
+    end
+    new[#new + 1] = rec
+    new[id] = true
+    if t > top then top = t end
+    tops[key] = top
     return true
   end
-  s = s .. da .. spack(">I6I6", t, 0)
-  local n = #s / WD
-  if n % 256 == 0 then
-    local newest = 0
-    for k = 7, #s, WD do
-      local l = sunpack(">I6", s, k)
-      if l > newest then newest = l end
+
+  -- write back: merged (a record after the ones of equal time), trimmed, with the TTL
+  flush = function(key, w)
+    local new = adds[key]
+    local s = olds[key]
+    local n = #s / w
+    local v
+    if n == 0 or sunpack(">I6", new[1], 1) >= sunpack(">I6", s, (n - 1) * w + 1) then
+      v = #new == 1 and s .. new[1] or s .. concat(new)
+    else  -- late records: splice each one in
+      v = s
+      for k = 1, #new do
+        local j = lower(v, w, 0, #v / w, sunpack(">I6", new[k], 1) + 1)
+        v = sub(v, 1, j * w) .. new[k] .. sub(v, j * w + 1)
+      end
     end
-    local kept = {}
-    for k = 1, #s, WD do
-      if sunpack(">I6", s, k + 6) >= newest - EVENT_RETAIN then kept[#kept + 1] = sub(s, k, k + WD - 1) end
+    local edge = tops[key] - EVENT_RETAIN
+    if sunpack(">I6", v, 1) < edge then
+      local cut = lower(v, w, 0, #v / w, edge)
+      if cut > 0 then v = sub(v, cut * w + 1) end
     end
-    s = concat(kept)
+    call("SET", key, v, "PX", EVENT_TTL)
   end
-  current[key] = s
-  return true
+
+  -- a contact at t on (last, prev): the latest time and the latest distinct time before it
+  local function step(last, prev, t)
+    if t > last then return t, last, true end
+    if t < last and t > prev then return last, t, true end
+    return last, prev, false
+  end
+
+  -- cs:c: relations: one hash per caller (callee -> u48 last, u48 prev). Trimming bounds
+  -- memory only (retention > window + lateness: features/retention.py) and runs on hashes of
+  -- 256 fields or more, when an added callee's digest ends in a zero byte (1 add in 256 on
+  -- average; features/memstore.py applies the same rule), so HLEN is rarely needed.
+  local expiring = {}  -- relation keys given their TTL in this script
+  touch = function(key, member, old, t, trigger)
+    local last, prev = 0, 0
+    if old then last, prev = sunpack(">I6I6", old) end
+    local changed
+    last, prev, changed = step(last, prev, t)
+    if not changed then return end
+    if call("HSET", key, member, spack(">I6I6", last, prev)) == 1 and trigger and call("HLEN", key) >= 256 then
+      local all = call("HGETALL", key)
+      local newest = 0
+      for j = 2, #all, 2 do local l = sunpack(">I6", all[j], 1); if l > newest then newest = l end end
+      for j = 2, #all, 2 do
+        if sunpack(">I6", all[j], 1) < newest - RELATION_RETAIN then call("HDEL", key, all[j - 1]) end
+      end
+    end
+    if not expiring[key] then
+      call("PEXPIRE", key, RELATION_TTL)
+      expiring[key] = true
+    end
+  end
+
+  -- cs:imei: (numbers per IMEI): the string as read (returned) and as this script changes it.
+  -- A number's entry takes a contact at t as relations do; a number new to the IMEI is
+  -- appended, and when that makes the count a multiple of 256, numbers last seen before the
+  -- retention before the newest are dropped (memory only, as for relations; features/memstore.py
+  -- and the client apply the same rule).
+  seen_on = function(key, da, t)
+    local s = current[key]
+    local pos = locate(s, WD, da)
+    if pos then
+      local last, prev = sunpack(">I6I6", s, pos + 6)
+      local changed
+      last, prev, changed = step(last, prev, t)
+      if not changed then return false end
+      current[key] = sub(s, 1, pos + 5) .. spack(">I6I6", last, prev) .. sub(s, pos + WD)
+      return true
+    end
+    s = s .. da .. spack(">I6I6", t, 0)
+    local n = #s / WD
+    if n % 256 == 0 then
+      local newest = 0
+      for k = 7, #s, WD do
+        local l = sunpack(">I6", s, k)
+        if l > newest then newest = l end
+      end
+      local kept = {}
+      for k = 1, #s, WD do
+        if sunpack(">I6", s, k + 6) >= newest - EVENT_RETAIN then kept[#kept + 1] = sub(s, k, k + WD - 1) end
+      end
+      s = concat(kept)
+    end
+    current[key] = s
+    return true
+  end
 end
 
 -- which lists to read per caller: the index (features/lists.lua) when built (none when it
