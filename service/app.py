@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from fastapi import FastAPI
@@ -46,6 +46,7 @@ def create_app(
     store: Any | None = None,
     registry: Any | None = None,
     engine: Engine | None = None,
+    bulk_stores: Sequence[Any] = (),
 ) -> FastAPI:
     """Build the application.
 
@@ -56,7 +57,9 @@ def create_app(
         # A short retry interval: after a store outage the first probe comes 250 ms later,
         # well inside the 2 s recovery target.
         engine = Engine(store, None, retry_interval_s=config.breaker_cooldown_s)
-    runtime = Runtime(config, store=store, engine=engine, registry=registry)
+    # More stores (each over its own connection) serve big screening requests on lanes of their own.
+    bulk = [Engine(s, None, retry_interval_s=config.breaker_cooldown_s) for s in bulk_stores]
+    runtime = Runtime(config, store=store, engine=engine, registry=registry, bulk_engines=bulk)
     if registry is not None and engine is not None:
         runtime.watcher = ModelWatcher(
             registry, engine, runtime.metrics, shadow=config.shadow, interval_s=config.watch_interval_s
@@ -65,6 +68,8 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime.lane.start()
+        if runtime.bulk is not None:
+            runtime.bulk.start()
         task: asyncio.Task[None] | None = None
         if runtime.watcher is not None:
             try:
@@ -80,6 +85,8 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             runtime.lane.stop()
+            if runtime.bulk is not None:
+                runtime.bulk.stop()
 
     app = ServiceApp(
         title="callscreen",

@@ -114,27 +114,33 @@ class _Deadlines:
 class Lane:
     """Hands engine calls to one worker thread; answers by a deadline, failing with LaneOverloadedError."""
 
-    def __init__(self, runner: Runner, *, threaded: bool = True) -> None:
-        self._runner = runner
-        self._busy_until: float | None = None
+    def __init__(self, runner: Runner | Sequence[Runner], *, threaded: bool = True, name: str = "engine-lane") -> None:
+        # One thread per runner, all taking work from one queue: a thread that is waiting
+        # on Redis leaves the next batch to another (each runner has its own connection).
+        self._runners = [runner] if callable(runner) else list(runner)
+        self._busy: list[float | None] = [None] * len(self._runners)
         self.threaded = threaded
+        self.name = name
         self._queue: queue.SimpleQueue[list[_Item] | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         # Per loop (one in a server; tests may run several in turn): calls not yet handed
         # over, and the deadlines of those not yet answered.
         self._outbox: dict[asyncio.AbstractEventLoop, list[_Item]] = {}
         self._deadlines: dict[asyncio.AbstractEventLoop, _Deadlines] = {}
 
     def start(self) -> None:
-        if self.threaded and self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="engine-lane", daemon=True)
-            self._thread.start()
+        if self.threaded and not self._threads:
+            for i in range(len(self._runners)):
+                thread = threading.Thread(target=self._run, args=(i,), name=f"{self.name}-{i}", daemon=True)
+                thread.start()
+                self._threads.append(thread)
 
     def stop(self, timeout: float = 2.0) -> None:
-        if self._thread is not None:
+        for _ in self._threads:
             self._queue.put(None)
-            self._thread.join(timeout)
-            self._thread = None
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads = []
 
     def submit(self, kind: Kind, cdrs: Sequence[Cdr], timeout_s: float, done: Done) -> None:
         """Run ``engine.<kind>(cdrs)`` in the lane; ``done`` gets the decisions, or LaneOverloadedError
@@ -174,9 +180,9 @@ class Lane:
 
     @property
     def stuck(self) -> bool:
-        """True while the running engine call is past the deadline of the calls it serves."""
-        until = self._busy_until
-        return until is not None and time.monotonic() > until
+        """True while every thread's running engine call is past the deadline of the calls it serves."""
+        now = time.monotonic()
+        return all(until is not None and now > until for until in self._busy)
 
     def _forget_closed_loops(self) -> None:
         for loop in [lp for lp in self._deadlines if lp.is_closed()]:
@@ -195,11 +201,11 @@ class Lane:
             now = time.monotonic()
             live = [it for it in group if it.deadline > now and not it.finished]
             if live:
-                _deliver(live, self._results(kind, live))
+                _deliver(live, self._results(0, kind, live))
 
     # -- the worker thread -------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _run(self, index: int) -> None:
         carry: list[_Item] = []
         stopping = False
         while True:
@@ -224,10 +230,10 @@ class Lane:
             now = time.monotonic()
             live = [it for it in group if it.deadline > now and not it.finished]
             if live:
-                self._serve(kind, live)
+                self._serve(index, kind, live)
 
-    def _serve(self, kind: Kind, items: list[_Item]) -> None:
-        results = self._results(kind, items)
+    def _serve(self, index: int, kind: Kind, items: list[_Item]) -> None:
+        results = self._results(index, kind, items)
         loop = items[0].loop
         if all(it.loop is loop for it in items):
             _post(loop, items, results)
@@ -240,15 +246,15 @@ class Lane:
         for lp, (its, ress) in by_loop.items():
             _post(lp, its, ress)
 
-    def _results(self, kind: Kind, items: list[_Item]) -> list[Result]:
+    def _results(self, index: int, kind: Kind, items: list[_Item]) -> list[Result]:
         cdrs: list[Cdr] = []
         for it in items:
             cdrs.extend(it.cdrs)
         results: list[Result]
         deadline = min(it.deadline for it in items)
-        self._busy_until = deadline
+        self._busy[index] = deadline
         try:
-            decisions = self._runner(kind, cdrs, deadline)
+            decisions = self._runners[index](kind, cdrs, deadline)
             results = []
             start = 0
             for it in items:
@@ -259,7 +265,7 @@ class Lane:
                 log.warning("engine %s failed: %s", kind, type(exc).__name__)
             results = [exc] * len(items)
         finally:
-            self._busy_until = None
+            self._busy[index] = None
         return results
 
 

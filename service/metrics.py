@@ -48,7 +48,7 @@ class ApiMetrics:
         self._latency: dict[tuple[str, str, str], _Series] = {}
         self._decisions: dict[tuple[str, str], int] = {}
         self._degraded: dict[str, int] = {}
-        self._engine: dict[str, list[int]] = {}
+        self._engine: dict[tuple[str, str], list[int]] = {}
         self.registry.register(_Collector(self))
         self.shadow = Counter(
             "callscreen_api_shadow_decisions_total",
@@ -94,11 +94,11 @@ class ApiMetrics:
         series.counts[bisect.bisect_left(self._bounds, seconds)] += 1
         series.sum += seconds
 
-    def engine_call(self, kind: str, calls: int) -> None:
-        """One engine call of ``calls`` merged calls (on the engine lane's thread, its only writer)."""
-        counts = self._engine.get(kind)
+    def engine_call(self, lane: str, kind: str, calls: int) -> None:
+        """One engine call of ``calls`` merged calls (on the thread of ``lane``, its only writer)."""
+        counts = self._engine.get((lane, kind))
         if counts is None:
-            counts = self._engine[kind] = [0, 0]
+            counts = self._engine[(lane, kind)] = [0, 0]
         counts[0] += 1
         counts[1] += calls
 
@@ -135,15 +135,15 @@ class ApiMetrics:
             degraded.add_metric([code], float(n))
         yield degraded
         batches = CounterMetricFamily(
-            "callscreen_api_engine_batches", "Engine calls made by the lane (requests merged into one), by kind.",
-            labels=["kind"],
+            "callscreen_api_engine_batches", "Engine calls made by the lanes (requests merged into one), by lane and kind.",
+            labels=["lane", "kind"],
         )
         merged = CounterMetricFamily(
-            "callscreen_api_engine_calls", "Calls decided by those engine calls, by kind.", labels=["kind"]
+            "callscreen_api_engine_calls", "Calls decided by those engine calls, by lane and kind.", labels=["lane", "kind"]
         )
-        for kind, (n, calls) in list(self._engine.items()):
-            batches.add_metric([kind], float(n))
-            merged.add_metric([kind], float(calls))
+        for (lane, kind), (n, calls) in list(self._engine.items()):
+            batches.add_metric([lane, kind], float(n))
+            merged.add_metric([lane, kind], float(calls))
         yield batches
         yield merged
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
     from service.watcher import ModelWatcher
 
 log = logging.getLogger(__name__)
+
+BULK_MIN = 100
+"""Screening requests of at least this many calls go to the bulk lanes when there are any."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,6 +75,7 @@ class Runtime:
         store: FeatureStore | None,
         engine: Engine | None,
         registry: Any | None,
+        bulk_engines: Sequence[Engine] = (),
     ) -> None:
         self.config = config
         self.keys = KeyRing(config.keys)
@@ -79,7 +84,13 @@ class Runtime:
         self.store = store
         self.engine = engine
         self.registry = registry
-        self.lane = Lane(self._run, threaded=config.lane_threaded)
+        self.lane = Lane(functools.partial(self._run, "main", None), threaded=config.lane_threaded)
+        # Big screening requests run on lanes of their own (one thread and store connection
+        # per engine), so that one's Redis round trip overlaps another's compute; see BULK_MIN.
+        self.bulk: Lane | None = None
+        if bulk_engines and engine is not None and config.lane_threaded:
+            self.bulk = Lane([functools.partial(self._run, f"bulk-{i}", e) for i, e in enumerate(bulk_engines)],
+                             name="bulk-lane")
         self.deadline_s = config.deadline_ms / 1000.0
         self.started = time.monotonic()
         self.watcher: ModelWatcher | None = None
@@ -143,7 +154,9 @@ class Runtime:
             self.metrics.count(decisions)
             done(decisions)
 
-        self.lane.submit(kind, cdrs, timeout_s, finish)
+        bulk = self.bulk
+        lane = bulk if bulk is not None and kind == "screen" and len(cdrs) >= BULK_MIN else self.lane
+        lane.submit(kind, cdrs, timeout_s, finish)
 
     def fallback(self, cdrs: Sequence[Cdr], code: str) -> list[Decision]:
         """The fail-open answer: a stateless rule if one decides (emergency numbers pass), else allow."""
@@ -167,12 +180,16 @@ class Runtime:
             )
         return out
 
-    def _run(self, kind: Kind, cdrs: list[Cdr], deadline: float) -> list[Decision]:
-        """In the lane thread: one engine call for the merged requests."""
-        self.metrics.engine_call(kind, len(cdrs))
+    def _run(self, lane: str, replica: Engine | None, kind: Kind, cdrs: list[Cdr], deadline: float) -> list[Decision]:
+        """In a lane thread: one engine call for the merged requests (a bulk lane's engine serves the main one's models)."""
+        self.metrics.engine_call(lane, kind, len(cdrs))
         engine = self.engine
         if engine is None:
             return self.fallback(cdrs, policy.DEGRADED_MODEL_UNAVAILABLE)
+        if replica is not None:
+            replica.swap_model(engine.model)
+            replica.shadow = engine.shadow
+            engine = replica
         if kind == "process":
             return engine.process(cdrs)
         outcome = engine.evaluate(cdrs, apply=False, deadline=deadline)

@@ -4,7 +4,7 @@
     python -m tests.service.serve_tiny PORT REDIS_URL --registry DIR   (models from the registry's champion)
 
 Run as its own process so that load tests measure the server, not a client sharing its GIL.
-Served as deploy serves: uvicorn with service.protocol.SwitchProtocol.
+Served as deploy serves: uvicorn with service.protocol.SwitchProtocol, two bulk screening lanes.
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ def main() -> None:
     threaded = (sys.argv[4] if len(sys.argv) > 4 else "threaded") == "threaded"
     config = ServiceConfig(keys=tuple(dev_keys()), deadline_ms=deadline_ms, lane_threaded=threaded)
     engine = Engine(store, loaded("tiny-1"), retry_interval_s=config.breaker_cooldown_s)
-    app = create_app(config, store=store, engine=engine)
+    bulk = [RedisStore(redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                            retry=Retry(NoBackoff(), 0))) for _ in range(2)]
+    app = create_app(config, store=store, engine=engine, bulk_stores=bulk)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http=SwitchProtocol, access_log=False, log_level="warning")
 
@@ -48,7 +50,9 @@ def serve_registry(port: int, url: str, registry_dir: str) -> None:
     timeout = redis_timeout_s(20.0)
     client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
     config = ServiceConfig(keys=tuple(dev_keys()), watch_interval_s=0.2)
-    app = create_app(config, store=RedisStore(client), registry=Registry(registry_dir))
+    bulk = [RedisStore(redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                            retry=Retry(NoBackoff(), 0))) for _ in range(2)]
+    app = create_app(config, store=RedisStore(client), registry=Registry(registry_dir), bulk_stores=bulk)
     uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http=SwitchProtocol, access_log=False, log_level="warning")
 
 

@@ -1,7 +1,13 @@
-"""The switch routes' behaviour: emergency numbers always pass, batch order, completed calls applied once."""
+"""The switch routes' behaviour: emergency numbers always pass, batch order, completed calls applied once,
+big batches on the bulk lanes."""
 
 from __future__ import annotations
 
+import datetime as dt
+import re
+from typing import Any
+
+import redis
 from fastapi.testclient import TestClient
 
 from tests.service.conftest import cdr, headers
@@ -35,3 +41,39 @@ def test_completed_calls_update_the_state_once(client: TestClient) -> None:
     risk = client.post("/v1/numbers/risk", json={"number": caller}, headers=headers("analyst")).json()
     assert risk["summary"]["calls_24h"] == 5
     assert "+7" not in str(risk["summary"])  # no callee numbers in the summary
+
+
+def test_big_batches_run_on_the_bulk_lanes_with_the_main_engines_model(store: Any, redis_url: str) -> None:
+    from features.redisstore import RedisStore
+    from models.engine import Engine
+    from service.app import ServiceConfig, create_app
+    from service.auth import dev_keys
+    from service.runtime import BULK_MIN
+    from tests.models.tiny_model import loaded
+
+    bulk = [RedisStore(redis.Redis.from_url(redis_url, socket_timeout=2.0)) for _ in range(2)]
+    config = ServiceConfig(keys=tuple(dev_keys()), deadline_ms=5000.0)
+    busy = "+77011230001"  # 30 calls in the last hour: the tiny model flags it (warn or block)
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10)  # before the screened calls (same ms: not counted)
+    history = [cdr(a_number=busy, call_id=f"h{i}", answered=True, duration_s=5.0, ring_s=1.0,
+                   start_time=(start + dt.timedelta(seconds=i)).isoformat().replace("+00:00", "Z")) for i in range(30)]
+    calls = [cdr(a_number=busy if i % 2 else "+77011230002") for i in range(BULK_MIN + 20)]
+    answers = []
+    for stores in ([], bulk):
+        app = create_app(config, store=store, engine=Engine(store, loaded("tiny-1")), bulk_stores=stores)
+        with TestClient(app) as client:
+            applied = client.post("/v1/cdrs", json={"calls": history}, headers=headers("switch"))
+            assert applied.status_code == 200
+            assert not any(d["degraded"] for d in applied.json()["decisions"]), applied.json()["decisions"][0]
+            risk = client.post("/v1/numbers/risk", json={"number": busy}, headers=headers("analyst")).json()
+            assert risk["summary"]["calls_24h"] == 30, risk
+            r = client.post("/v1/screen/batch", json={"calls": calls}, headers=headers("switch"))
+            assert r.status_code == 200
+            answers.append([(d["call_id"], d["action"], d["score"], d["model_version"], d["degraded"])
+                            for d in r.json()["decisions"]])
+            metrics = client.get("/metrics").text
+    main_lane, bulk_lanes = answers
+    assert bulk_lanes == main_lane
+    assert {a for _, a, _, _, _ in bulk_lanes} >= {"allow"} and len({a for _, a, _, _, _ in bulk_lanes}) > 1, bulk_lanes[:3]
+    assert not any(degraded for *_, degraded in bulk_lanes)
+    assert re.search(r'callscreen_api_engine_calls_total\{kind="screen",lane="bulk-[01]"\} %d\.0' % len(calls), metrics)
