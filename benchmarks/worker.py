@@ -351,14 +351,18 @@ def _run_once(variant: dict[str, Any], run_number: int, args: Any, n: int, subs:
     check.close()
 
     stages = dict(worker.stage)
-    times = engine.times
+    lane_engines = worker.engines() if hasattr(worker, "engines") else [engine]  # each lane's (an older tree: one)
+
+    def engine_time(stage: str) -> float:
+        return sum(getattr(e.times, stage) for e in lane_engines)
+
     per = {
         "poll (kafka-python fetch)": stages["poll"],
         "decode + validate (msgspec)": stages["decode"],
-        "store.process (Redis, 1 Lua call/batch)": times.store,
-        "score (Cython predictor, 1 call/batch)": times.score,
-        "policy + decision records": times.policy,
-        "reason codes (warn/block rows)": times.reasons,
+        "store.process (Redis, 1 Lua call/batch)": engine_time("store"),
+        "score (Cython predictor, 1 call/batch)": engine_time("score"),
+        "policy + decision records": engine_time("policy"),
+        "reason codes (warn/block rows)": engine_time("reasons"),
         "encode decisions + feed": stages["encode"],
         "produce + wait for acks": stages["produce"],
         "commit offsets": stages["commit"],

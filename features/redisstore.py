@@ -122,6 +122,11 @@ class RedisStore:
         self._buf = bytearray(1 << 16)
         self._lane_lock = threading.Lock()
 
+    def sibling(self) -> RedisStore:
+        """A store over the same client (pool, settings) with a batch-script connection of its own,
+        so that another thread's batches run alongside this one's."""
+        return RedisStore(self._r, self._p, owner_hasher=self._owner_hash)
+
     # --- plumbing ----------------------------------------------------------------------
     def _eval(self, source: str, args: Sequence[Any]) -> Any:
         try:

@@ -157,6 +157,19 @@ class Engine:
         model = self._model
         return model.card.version if model is not None else NO_MODEL_VERSION
 
+    def sibling(self) -> Engine | None:
+        """An engine like this one (model, shadow, clock, settings) over its own connection to the
+        same store, for another thread; None when the store offers none (then share this one).
+
+        Each engine has its own breaker and queue of pending writes; their store calls run
+        concurrently (Redis still runs each script atomically)."""
+        make = getattr(self.store, "sibling", None)
+        if make is None:
+            return None
+        return Engine(make(), self._model, clock=self.clock, shadow=self.shadow,
+                      retry_interval_s=self._breaker.retry_interval_s, pending_limit=self._pending.limit,
+                      top_reasons=self.top_reasons)
+
     def swap_model(self, model: LoadedModel | None) -> None:
         """Atomic hot swap: each batch reads the model reference once, so it uses one model."""
         self._model = model

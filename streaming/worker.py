@@ -7,11 +7,13 @@ One loop, in the order that makes a crash safe (quix-streams ``app.py``):
     -> commit the batch's offsets
 
 so a record is either processed and committed, or seen again after a restart; never lost.
-The engine runs on a second thread, one batch ahead: while it works on batch N+1 (mostly
-waiting on Redis), the main thread polls and decodes batch N+2, encodes batch N's decisions
-and feed events, produces them, waits for their acks and commits batch N (the engine's store
-waits release the GIL, so the two threads' Python work overlaps them). Offsets are still
-committed in order, only after their batch's outputs are acknowledged.
+The engine runs one batch ahead on engine lanes (threads; a batch is split between them by
+record key, so a caller's records stay in order in one lane, and with Redis each lane has its
+own engine and store connection): while they work on batch N+1 (mostly waiting on Redis), the
+main thread polls and decodes batch N+2, encodes batch N's decisions and feed events, produces
+them, waits for their acks and commits batch N (store waits release the GIL, so the threads'
+Python work overlaps them). Offsets are still committed in order, only after their batch's
+outputs are acknowledged.
 Kafka records are encoded and decoded a whole batch per C call inside kafka-python's own
 idempotent producer and fetcher (``streaming/producer.py``, ``streaming/fetch.py``).
 Delivery is at-least-once; what makes it effectively-once for consumers is that
@@ -114,10 +116,10 @@ class WorkerConfig:
     feed_clear_numbers: bool = False
     """Write clear numbers to the feed (only for consumers entitled to them)."""
     engine_lanes: int = 2
-    """Engine threads. A polled batch is split by partition (partition % lanes, so each
-    partition's records stay in order in one lane) and the parts are evaluated concurrently: the
-    engine runs one store call at a time, so one lane's scoring and policy overlap the other's
-    store call."""
+    """Engine threads. A polled batch is split by record key (the caller's number, so each
+    caller's records stay in order in one lane) and the parts are evaluated concurrently. With
+    Redis each lane has an engine and a store connection of its own (``Engine.sibling``), so one
+    lane's store call overlaps the other's; an in-process store is shared, one call at a time."""
     gc_freeze: bool = True
     """Before consuming, move every object alive after start-up (modules, model, clients) out of
     the cyclic GC's reach (``gc.freeze``): the per-batch garbage is then collected without
@@ -196,6 +198,8 @@ class Worker:
         self.registry = CollectorRegistry()
         self.metrics = WorkerMetrics(self.registry)
         self.engine = engine
+        self.lane_engines: list[Engine] = []
+        """The engine of each lane (``run`` makes them: the main one, then its siblings)."""
         self.feed = self._feed_tracker(config)
         self.consumed = 0
         self.kafka_connected = False
@@ -302,11 +306,15 @@ class Worker:
         self.stage["decode"] += time.perf_counter() - t0
         return Decoded(cdrs, dead, len(records))
 
-    def evaluate(self, decoded: Decoded) -> Outcome:
+    def evaluate(self, decoded: Decoded, lane: int = 0) -> Outcome:
         """The engine on one decoded batch: state, features, score, policy, state update."""
-        engine = self.engine
-        if engine is None:
+        main = self.engine
+        if main is None:
             raise RuntimeError("Worker.evaluate needs an engine: pass one or call run()")
+        engine = self.lane_engines[lane] if lane < len(self.lane_engines) else main
+        if engine is not main:  # a sibling serves the main engine's (possibly just swapped) models
+            engine.swap_model(main.model)
+            engine.shadow = main.shadow
         t1 = time.perf_counter()
         outcome = engine.evaluate(decoded.cdrs, apply=True)
         with self._stage_lock:  # lanes run concurrently
@@ -346,9 +354,23 @@ class Worker:
         if outcome.degraded:
             metrics.degraded.inc(len(cdrs))
         if self.engine is not None:
-            metrics.pending.set(self.engine.pending)
+            metrics.pending.set(self.pending)
         self.stage["encode"] += time.perf_counter() - t2
         self.consumed += decoded.records
+        return out
+
+    @property
+    def pending(self) -> int:
+        """Completed calls decided while the store was down whose state writes still wait (all lanes)."""
+        engines = self.engines()
+        return sum(e.pending for e in engines)
+
+    def engines(self) -> list[Engine]:
+        """Each distinct engine once (lanes without a sibling share the main one)."""
+        out: list[Engine] = [] if self.engine is None else [self.engine]
+        for e in self.lane_engines:
+            if all(e is not o for o in out):
+                out.append(e)
         return out
 
     # -- the loop -----------------------------------------------------------------------------
@@ -421,6 +443,8 @@ class Worker:
             with ExitStack() as stack:
                 lanes = [stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix=f"worker-engine-{i}"))
                          for i in range(max(1, cfg.engine_lanes))]
+                engine = self.engine
+                self.lane_engines = [engine] + [engine.sibling() or engine for _ in lanes[1:]]
                 while not self._stop.is_set():
                     ready, running = self._step(consumer, batches, lanes, ready, running)
                 # Stopping: deliver what is in flight, in order; a failed delivery stops the
@@ -466,14 +490,23 @@ class Worker:
         t0 = time.perf_counter()
         polled = consumer.poll(timeout_ms=cfg.poll_timeout_ms, max_records=cfg.max_batch)
         self.stage["poll"] += time.perf_counter() - t0
+        n_lanes = len(lanes)
         parts: list[list[Any]] = [[] for _ in lanes]
-        for tp, recs in polled.items():
-            parts[tp.partition % len(lanes)] += recs
-        decoded = [(lane, self.decode(recs)) for lane, recs in zip(lanes, parts, strict=True) if recs]
+        if n_lanes == 1:
+            for recs in polled.values():
+                parts[0] += recs
+        else:
+            # by key (the caller's number; the partition for a record without one): a caller's
+            # records always go to one lane, in order; the lanes get about equal shares
+            for tp, recs in polled.items():
+                for rec in recs:
+                    key = rec.key
+                    parts[(hash(key) if key is not None else tp.partition) % n_lanes].append(rec)
+        decoded = [(i, self.decode(recs)) for i, recs in enumerate(parts) if recs]
         self._maybe_swap_model(engine)  # takes effect from the next batch a lane starts
-        # Queued behind batch N+1 in each lane (FIFO per lane keeps each partition in order), so
+        # Queued behind batch N+1 in each lane (FIFO per lane keeps each caller in order), so
         # a lane starts N+2 the moment it finishes N+1 instead of waiting for this turn's end.
-        next_running = (_Running([lane.submit(self.evaluate, d) for lane, d in decoded], [d for _, d in decoded],
+        next_running = (_Running([lanes[i].submit(self.evaluate, d, i) for i, d in decoded], [d for _, d in decoded],
                                  polled, t0)
                         if decoded else None)
         delivered = self._deliver(consumer, producer, ready) if ready is not None else True
@@ -496,9 +529,10 @@ class Worker:
         # Batch N+1's outputs are encoded here, while the engine lanes work on N+2.
         next_ready = (_Processed(self._merged_outputs(running), running.polled, running.polled_at)
                       if running is not None else None)
-        if next_ready is None and next_running is None and engine.pending:
-            engine.flush_pending()  # idle, and the store may be back: catch up
-            self.metrics.pending.set(engine.pending)
+        if next_ready is None and next_running is None and self.pending:
+            for e in self.engines():
+                e.flush_pending()  # idle, and the store may be back: catch up
+            self.metrics.pending.set(self.pending)
         return next_ready, next_running
 
     def _deliver(self, consumer: Any, producer: BatchProducer, ready: _Processed) -> bool:
@@ -526,8 +560,7 @@ class Worker:
             log.error("outputs of a batch of %d records not acknowledged; re-reading it",
                       sum(len(r) for r in ready.polled.values()))
             return False
-        engine = self.engine
-        if engine is not None and engine.pending:
+        if self.pending:
             # Completed calls of this (or an earlier) batch are decided but their state writes
             # wait in memory for the store to come back. Committing now would lose them if this
             # process died before the store returned; holding the offsets means a restarted
@@ -596,8 +629,8 @@ class Worker:
             "kafka": "connected" if self.kafka_connected else "connecting",
             "consumed": self.consumed,
             "model": engine.model_version if engine else None,
-            "store": ("up" if engine.store_available else "down") if engine else None,
-            "pending_store_writes": engine.pending if engine else 0,
+            "store": ("up" if all(e.store_available for e in self.engines()) else "down") if engine else None,
+            "pending_store_writes": self.pending,
         }
 
     def _serve_http(self) -> None:
