@@ -370,7 +370,10 @@ def main() -> None:
     parser.add_argument("--big-batch", type=int, default=100_000, help="rows in the largest batch")
     parser.add_argument("--single-rows", type=int, default=2000, help="rows in the single-row loop")
     parser.add_argument("--lleaves-blocks", default=",".join(map(str, LLEAVES_TUNE_BLOCKS)),
-                        help="lleaves block sizes the tuned row tries besides the default 34 ('' to skip it)")
+                        help="200x63: lleaves block sizes the tuned row tries besides the default 34 ('' to skip it)")
+    parser.add_argument("--lleaves-blocks-large", default="",
+                        help="1000x127: the same (default none: one lleaves compile of that model takes tens of "
+                             "minutes here)")
     args = parser.parse_args()
     load = os.getloadavg()
     print(f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs; "
@@ -378,7 +381,8 @@ def main() -> None:
     specs = {s.name: s for s in (SMALL, LARGE)}
     for name in args.models.split(","):
         spec = specs[name]
-        blocks = tuple(int(b) for b in args.lleaves_blocks.split(",") if b)
+        chosen = args.lleaves_blocks if spec is SMALL else args.lleaves_blocks_large
+        blocks = tuple(int(b) for b in chosen.split(",") if b)
         run(spec, args.big_batch, args.single_rows if spec is SMALL else max(200, args.single_rows // 5), blocks)
     load = os.getloadavg()
     print(f"\nload average at end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")

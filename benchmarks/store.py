@@ -195,7 +195,7 @@ def main() -> int:
                 got.append(x)
         redis_cpu = server_cpu(client) - s0
         np.testing.assert_allclose(np.vstack(got), want, rtol=1e-9, atol=1e-9)
-        state = {p: memory(client, f"cs:{p}:*") for p in ("out", "in", "c", "d")}
+        state = {p: memory(client, f"cs:{p}:*") for p in ("out", "in", "c", "imei")}
         active = len({c.a_number for c in calls})
         results["process"] = {
             "calls": len(calls), "active_callers": active, "batch": 500,
