@@ -1,13 +1,13 @@
 """``RedisStore``: the feature store in Redis, one round trip per batch of calls.
 
-The client packs each call into four script arguments (its fixed-width event record,
-caller, IMEI, callee), sends the batch as ``EVALSHA`` calls of up to ``SCRIPT_CALLS`` calls
-each in one round trip, and reads back per call three integers (reciprocity, duplicate and
-applied bits, inbound count, numbers per IMEI), per caller its packed history of own calls,
-registry record and owner count, and list hits. The caller's own-call windows (counts,
-distinct callees, shares, durations, IMEIs, cells: full 24 h) and the feature rows are
-computed here, in ``features/_online.pyx``; Redis does the rest (dedup, inbound counts,
-relations, registry, lists) with a few commands per call and no per-event loop.
+The client packs each call into five script arguments (its fixed-width event record,
+caller, IMEI, callee, the caller's digest), sends the batch as ``EVALSHA`` calls of up to
+``SCRIPT_CALLS`` calls each in one round trip, and reads back per call one integer of bits
+(reciprocity, duplicate, what was applied), per caller its packed strings of own and received
+calls, registry record and owner count, per IMEI its packed numbers, and list hits. Every
+window (own calls, inbound calls, numbers per IMEI: full 24 h) and the feature rows are
+computed here, in ``features/_online.pyx``; Redis does the rest (dedup, relations, appending
+to the strings, registry, lists) with a few commands per call and no per-event loop.
 
 The script (``features/batch.lua``) reads and applies its calls in start-time order
 atomically; a batch interrupted by a Redis outage is applied up to some script boundary, and
