@@ -206,6 +206,9 @@ class Lane:
     # -- the worker thread -------------------------------------------------------------
 
     def _run(self, index: int) -> None:
+        if len(self._runners) > 1:
+            self._run_shared(index)
+            return
         carry: list[_Item] = []
         stopping = False
         while True:
@@ -227,6 +230,22 @@ class Lane:
                 else:
                     carry.extend(more)
             (kind, group), carry = _first_group(carry)
+            now = time.monotonic()
+            live = [it for it in group if it.deadline > now and not it.finished]
+            if live:
+                self._serve(index, kind, live)
+
+    def _run_shared(self, index: int) -> None:
+        """One of several threads on one queue: take one merge group and hand the rest straight
+        back, so an idle thread serves it instead of it waiting behind this one's engine call.
+        (Only screening, which changes no state, is run on such lanes: order does not matter.)"""
+        while True:
+            got = self._queue.get()
+            if got is None:
+                return
+            (kind, group), rest = _first_group(got)
+            if rest:
+                self._queue.put(rest)
             now = time.monotonic()
             live = [it for it in group if it.deadline > now and not it.finished]
             if live:

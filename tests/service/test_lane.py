@@ -151,3 +151,37 @@ def test_an_engine_exception_reaches_the_caller(runner: _Runner) -> None:
             asyncio.run(lane.call("screen", _cdrs(1, "x"), 5.0))
     finally:
         lane.stop()
+
+
+def test_several_runners_share_the_backlog_instead_of_one_thread_hoarding_it() -> None:
+    first, second = _Runner(), _Runner()
+    first.release.clear()
+    second.release.clear()
+    lane = Lane([first, second], name="bulk-test")
+    lane.start()
+    try:
+        async def main() -> list[Any]:
+            # one loop turn, two requests too big to merge (600 + 600 > MAX_MERGE)
+            return await asyncio.gather(lane.call("screen", _cdrs(600, "a"), 5.0),
+                                        lane.call("screen", _cdrs(600, "b"), 5.0))
+
+        def release_when_both_started() -> None:
+            deadline = time.monotonic() + 5
+            while (not first.calls or not second.calls) and time.monotonic() < deadline:
+                time.sleep(0.005)
+            both.append(bool(first.calls and second.calls))
+            first.release.set()
+            second.release.set()
+
+        both: list[bool] = []
+        watcher = threading.Thread(target=release_when_both_started)
+        watcher.start()
+        answers = asyncio.run(main())
+        watcher.join()
+    finally:
+        first.release.set()
+        second.release.set()
+        lane.stop()
+    assert both == [True]  # each runner was inside an engine call while the other still was
+    assert sorted(len(ids) for _, ids in first.calls + second.calls) == [600, 600]
+    assert [len(a) for a in answers] == [600, 600]
