@@ -33,7 +33,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -220,11 +220,16 @@ class Engine:
         """Completed calls: decide each as of its start, and apply them to the state."""
         return self.evaluate(cdrs, apply=True).decisions
 
-    def evaluate(self, cdrs: Sequence[Cdr], *, apply: bool, deadline: float | None = None) -> Outcome:
-        """Run one batch through the engine; ``apply`` selects ``store.process`` over ``store.screen``."""
+    def evaluate(self, cdrs: Sequence[Cdr], *, apply: bool, deadline: float | None = None,
+                 model: LoadedModel | None | Literal["current"] = "current") -> Outcome:
+        """Run one batch through the engine; ``apply`` selects ``store.process`` over ``store.screen``.
+
+        ``model`` overrides the engine's own for this batch (the worker passes the one it read
+        when it handed the batch to its lanes, so the parts of one batch share one model)."""
         if not cdrs:
             return Outcome([], [], np.zeros(0), None, None, False)
-        model = self._model  # read once: a concurrent swap_model does not split the batch
+        if isinstance(model, str):  # "current"
+            model = self._model  # read once: a concurrent swap_model does not split the batch
         version = model.card.version if model is not None else NO_MODEL_VERSION
         t0 = time.perf_counter()
         features, contexts, degraded_code = self._read_state(cdrs, apply)

@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -132,7 +132,7 @@ class Outgoing:
 
     topic: str
     key: bytes | None
-    value: bytes
+    value: bytes | None
     headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
@@ -280,8 +280,8 @@ class Worker:
     def process(self, records: Sequence[Any]) -> Outputs:
         """Turn one polled batch into the records to produce (decisions, feed events, dead letters).
 
-        The loop runs the three steps on two threads: :meth:`decode` and :meth:`outputs` on the
-        main thread, :meth:`evaluate` (mostly waiting on the store) on the engine thread.
+        The loop runs the three steps on several threads: :meth:`decode` and :meth:`outputs` on
+        the main thread, :meth:`evaluate` (mostly waiting on the store) on the engine lanes.
         """
         decoded = self.decode(records)
         return self.outputs(decoded, self.evaluate(decoded))
@@ -301,22 +301,29 @@ class Worker:
                 # The message masks numbers; the raw record goes only to the DLQ topic.
                 log.warning("invalid CDR at %s[%d]@%d sent to %s: %s",
                             rec.topic, rec.partition, rec.offset, cfg.topic_dlq, exc)
-                dead.append(Outgoing(cfg.topic_dlq, rec.key, rec.value,
-                                     dlq.headers(str(exc), rec.topic, rec.partition, rec.offset)))
+                value, hdrs = dlq.letter(rec.value, str(exc), rec.topic, rec.partition, rec.offset)
+                dead.append(Outgoing(cfg.topic_dlq, rec.key, value, hdrs))
         self.stage["decode"] += time.perf_counter() - t0
         return Decoded(cdrs, dead, len(records))
 
-    def evaluate(self, decoded: Decoded, lane: int = 0) -> Outcome:
-        """The engine on one decoded batch: state, features, score, policy, state update."""
+    def evaluate(self, decoded: Decoded, lane: int = 0, model: LoadedModel | None | Literal["current"] = "current"
+                 ) -> Outcome:
+        """The engine on one decoded batch: state, features, score, policy, state update.
+
+        ``model``: the one the loop read when it handed the batch to the lanes (all parts of a
+        batch use it, even if the main engine's model is swapped meanwhile); by default the
+        main engine's current one."""
         main = self.engine
         if main is None:
             raise RuntimeError("Worker.evaluate needs an engine: pass one or call run()")
         engine = self.lane_engines[lane] if lane < len(self.lane_engines) else main
-        if engine is not main:  # a sibling serves the main engine's (possibly just swapped) models
-            engine.swap_model(main.model)
+        if isinstance(model, str):  # "current"
+            model = main.model
+        if engine is not main:  # a sibling serves the main engine's models
+            engine.swap_model(model)
             engine.shadow = main.shadow
         t1 = time.perf_counter()
-        outcome = engine.evaluate(decoded.cdrs, apply=True)
+        outcome = engine.evaluate(decoded.cdrs, apply=True, model=model)
         with self._stage_lock:  # lanes run concurrently
             self.stage["engine"] += time.perf_counter() - t1
         return outcome
@@ -506,7 +513,9 @@ class Worker:
         self._maybe_swap_model(engine)  # takes effect from the next batch a lane starts
         # Queued behind batch N+1 in each lane (FIFO per lane keeps each caller in order), so
         # a lane starts N+2 the moment it finishes N+1 instead of waiting for this turn's end.
-        next_running = (_Running([lanes[i].submit(self.evaluate, d, i) for i, d in decoded], [d for _, d in decoded],
+        model = engine.model  # one model for every part of this batch
+        next_running = (_Running([lanes[i].submit(self.evaluate, d, i, model) for i, d in decoded],
+                                 [d for _, d in decoded],
                                  polled, t0)
                         if decoded else None)
         delivered = self._deliver(consumer, producer, ready) if ready is not None else True

@@ -93,3 +93,20 @@ def test_the_worker_splits_batches_by_caller_over_two_engines(
     store = RedisStore(redis.Redis.from_url(redis_url, socket_timeout=2.0))
     counted = {c: store.number_summary(c)["calls_24h"] for c in callers}
     assert counted == per_caller
+
+
+def test_every_part_of_a_batch_uses_the_model_read_when_it_was_handed_over(redis_url: str) -> None:
+    from streaming.worker import Decoded
+
+    main = Engine(RedisStore(redis.Redis.from_url(redis_url, socket_timeout=2.0)), loaded("v1"))
+    sibling = main.sibling()
+    assert sibling is not None
+    worker = Worker(WorkerConfig(bootstrap="127.0.0.1:1", gc_freeze=False), engine=main)
+    worker.lane_engines = [main, sibling]
+    handed_over_with = main.model
+    main.swap_model(loaded("v2"))  # a promotion lands while the batch is in the lanes
+    parts = [Decoded([parse(json.dumps(_cdr(i, f"+7701123000{lane}")).encode())], [], 1) for i, lane in ((1, 0), (2, 1))]
+    versions = {d.model_version for lane, part in enumerate(parts)
+                for d in worker.evaluate(part, lane, handed_over_with).decisions}
+    assert versions == {"v1"}
+    assert {d.model_version for d in worker.evaluate(parts[1], 1).decisions} == {"v2"}  # default: the current one
