@@ -139,3 +139,20 @@ def headers(error: str, topic: str, partition: int, offset: int) -> Headers:
         ("x-origin-partition", str(partition).encode()),
         ("x-origin-offset", str(offset).encode()),
     ]
+
+
+MAX_DEAD_VALUE: Final = 256 * 1024
+"""Dead letters carry at most this many bytes of the original value. A record that barely fit
+its own topic would not fit the DLQ with the headers added, and a batch that can never be
+acknowledged stalls its partition; anything this big is far over every contract limit (8 KiB),
+and the whole original stays on its topic at the origin headers' position."""
+
+
+def letter(value: bytes | None, error: str, topic: str, partition: int, offset: int) -> tuple[bytes | None, Headers]:
+    """The value and headers of one dead letter: the value as it came, or its first
+    ``MAX_DEAD_VALUE`` bytes with an ``x-value-truncated`` header giving the original length."""
+    hdrs = headers(error, topic, partition, offset)
+    if value is not None and len(value) > MAX_DEAD_VALUE:
+        hdrs.append(("x-value-truncated", str(len(value)).encode()))
+        value = value[:MAX_DEAD_VALUE]
+    return value, hdrs

@@ -143,8 +143,8 @@ def _reject(rec: Record, reason: str, counts: FollowerCounts, dead: list[DeadLet
     counts.rejected += 1
     log.warning("subscriber-status record at %s[%d]@%d sent to the dead-letter topic: %s",
                 rec.topic, rec.partition, rec.offset, reason)
-    dead.append(DeadLetter(rec.key, rec.value, dlq.headers(reason, rec.topic, rec.partition, rec.offset),
-                            (rec.topic, rec.partition, rec.offset)))
+    value, hdrs = dlq.letter(rec.value, reason, rec.topic, rec.partition, rec.offset)
+    dead.append(DeadLetter(rec.key, value, hdrs, (rec.topic, rec.partition, rec.offset)))
 
 
 def _contract_reason(value: bytes) -> str:

@@ -110,3 +110,31 @@ def test_edge_records(value: bytes) -> None:
 def test_none_is_refused_as_before() -> None:
     with pytest.raises(ContractError, match="tombstone"):
         dlq.parse(None)
+
+
+def test_a_dead_letter_keeps_small_values_whole_and_truncates_huge_ones_with_their_length() -> None:
+    from streaming import dlq
+
+    small, hdrs = dlq.letter(b"{not json", "cdr/1: bad", "cdr", 2, 7)
+    assert small == b"{not json" and dict(hdrs)["x-origin-offset"] == b"7"
+    assert "x-value-truncated" not in dict(hdrs)
+    huge = b"x" * (dlq.MAX_DEAD_VALUE + 5)
+    cut, hdrs = dlq.letter(huge, "cdr/1: record over 8192 bytes", "cdr", 0, 1)
+    assert cut == huge[: dlq.MAX_DEAD_VALUE]
+    assert dict(hdrs)["x-value-truncated"] == str(len(huge)).encode()
+    assert dlq.letter(None, "empty", "cdr", 0, 2)[0] is None
+
+
+def test_the_worker_dead_letters_a_huge_record_truncated() -> None:
+    from types import SimpleNamespace
+
+    from streaming import dlq
+    from streaming.worker import Worker, WorkerConfig
+
+    worker = Worker(WorkerConfig(bootstrap="127.0.0.1:1", gc_freeze=False))
+    rec = SimpleNamespace(topic="cdr", partition=1, offset=9, key=b"k", value=b"{" + b" " * (2 * dlq.MAX_DEAD_VALUE))
+    decoded = worker.decode([rec])
+    assert decoded.cdrs == [] and len(decoded.dead) == 1
+    dead = decoded.dead[0]
+    assert dead.value == rec.value[: dlq.MAX_DEAD_VALUE]
+    assert dict(dead.headers)["x-value-truncated"] == str(len(rec.value)).encode()
