@@ -24,7 +24,7 @@ ensure_venv() {
         echo "creating $root/.venv with $python ..." >&2
         "$python" -m venv "$root/.venv"
     fi
-    sum=$(cd "$root" && { cat pyproject.toml setup.py; find features models streaming service -name '*.pyx' -o -name '*.pxd' | LC_ALL=C sort | xargs cat 2>/dev/null; } | cksum)
+    sum=$(cd "$root" && { cat pyproject.toml setup.py; find features models streaming service -name '*.pyx' -o -name '*.pxd' -o -name '*.h' | LC_ALL=C sort | xargs cat 2>/dev/null; } | cksum)
     stamp_test="$root/.venv/.callscreen-installed-test"
     stamp_run="$root/.venv/.callscreen-installed-run"
     if [ "$extras" = test ]; then stamp=$stamp_test; spec="$root[test]"; else stamp=$stamp_run; spec="$root"; fi

@@ -220,67 +220,9 @@ cdef inline bint _has(const uint64_t* keys, uint64_t mask, uint64_t key) noexcep
 
 # --- BLAKE2b with a 6-byte digest (RFC 7693) -----------------------------------------------------
 
-cdef uint64_t IV[8]
-IV[:] = [0x6a09e667f3bcc908ULL, 0xbb67ae8584caa73bULL, 0x3c6ef372fe94f82bULL, 0xa54ff53a5f1d36f1ULL,
-         0x510e527fade682d1ULL, 0x9b05688c2b3e6c1fULL, 0x1f83d9abfb41bd6bULL, 0x5be0cd19137e2179ULL]
-cdef uint8_t SIGMA[12][16]
-SIGMA[0][:] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
-SIGMA[1][:] = [14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3]
-SIGMA[2][:] = [11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4]
-SIGMA[3][:] = [7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8]
-SIGMA[4][:] = [9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13]
-SIGMA[5][:] = [2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9]
-SIGMA[6][:] = [12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11]
-SIGMA[7][:] = [13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10]
-SIGMA[8][:] = [6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5]
-SIGMA[9][:] = [10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0]
-SIGMA[10][:] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
-SIGMA[11][:] = [14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3]
-
-
-cdef inline uint64_t _rotr(uint64_t x, int n) noexcept nogil:
-    return (x >> n) | (x << (64 - n))
-
-
-cdef inline void _mix(uint64_t* v, int a, int b, int c, int d, uint64_t x, uint64_t y) noexcept nogil:
-    v[a] = v[a] + v[b] + x
-    v[d] = _rotr(v[d] ^ v[a], 32)
-    v[c] = v[c] + v[d]
-    v[b] = _rotr(v[b] ^ v[c], 24)
-    v[a] = v[a] + v[b] + y
-    v[d] = _rotr(v[d] ^ v[a], 16)
-    v[c] = v[c] + v[d]
-    v[b] = _rotr(v[b] ^ v[c], 63)
-
-
-cdef void _compress(uint64_t* h, const uint8_t* block, uint64_t t, bint last) noexcept nogil:
-    cdef uint64_t v[16]
-    cdef uint64_t m[16]
-    cdef int i, k, r
-    cdef const uint8_t* s
-    for i in range(16):
-        m[i] = 0
-        for k in range(8):
-            m[i] |= (<uint64_t>block[i * 8 + k]) << (8 * k)
-    for i in range(8):
-        v[i] = h[i]
-        v[i + 8] = IV[i]
-    v[12] ^= t
-    if last:
-        v[14] = ~v[14]
-    for r in range(12):
-        s = SIGMA[r]
-        _mix(v, 0, 4, 8, 12, m[s[0]], m[s[1]])
-        _mix(v, 1, 5, 9, 13, m[s[2]], m[s[3]])
-        _mix(v, 2, 6, 10, 14, m[s[4]], m[s[5]])
-        _mix(v, 3, 7, 11, 15, m[s[6]], m[s[7]])
-        _mix(v, 0, 5, 10, 15, m[s[8]], m[s[9]])
-        _mix(v, 1, 6, 11, 12, m[s[10]], m[s[11]])
-        _mix(v, 2, 7, 8, 13, m[s[12]], m[s[13]])
-        _mix(v, 3, 4, 9, 14, m[s[14]], m[s[15]])
-    for i in range(8):
-        h[i] ^= v[i] ^ v[i + 8]
-
+cdef extern from "_blake2b.h" nogil:  # BLAKE2b compression, shared with features/_registry_pack.pyx
+    const uint64_t cs_blake2b_iv[8]
+    void cs_blake2b_compress(uint64_t* h, const uint8_t* block, uint64_t t, int last)
 
 cdef void _h6(const uint8_t* msg, Py_ssize_t n, uint8_t* out) noexcept nogil:
     """``hashlib.blake2b(msg, digest_size=6).digest()``."""
@@ -289,17 +231,17 @@ cdef void _h6(const uint8_t* msg, Py_ssize_t n, uint8_t* out) noexcept nogil:
     cdef uint64_t t = 0
     cdef int k
     for k in range(8):
-        h[k] = IV[k]
+        h[k] = cs_blake2b_iv[k]
     h[0] ^= 0x01010000ULL ^ 6ULL
     while n > 128:
         t += 128
-        _compress(h, msg, t, False)
+        cs_blake2b_compress(h, msg, t, False)
         msg += 128
         n -= 128
     memset(block, 0, 128)
     memcpy(block, msg, n)
     t += n
-    _compress(h, block, t, True)
+    cs_blake2b_compress(h, block, t, True)
     for k in range(6):
         out[k] = <uint8_t>(h[0] >> (8 * k))
 
