@@ -92,15 +92,12 @@ def api_app(redis_url: str, registry_dir: str) -> Any:
     from service.app import ServiceConfig, create_app
     from service.auth import dev_keys
 
-    def store() -> RedisStore:
-        return RedisStore(redis.Redis.from_url(redis_url, socket_timeout=0.1, socket_connect_timeout=0.1,
-                                               retry=Retry(NoBackoff(), 0)))
-
+    client = redis.Redis.from_url(redis_url, socket_timeout=0.1, socket_connect_timeout=0.1, retry=Retry(NoBackoff(), 0))
     config = ServiceConfig(redis_url=redis_url, keys=tuple(dev_keys()))
     kwargs: dict[str, Any] = {}
-    if "bulk_stores" in inspect.signature(create_app).parameters:  # as deploy/api.py builds it (an older tree: none)
-        kwargs["bulk_stores"] = [store(), store()]
-    return create_app(config, store=store(), registry=Registry(Path(registry_dir)), **kwargs)
+    if "bulk_lanes" in inspect.signature(create_app).parameters:  # as deploy/api.py builds it (an older tree: none)
+        kwargs["bulk_lanes"] = 2
+    return create_app(config, store=RedisStore(client), registry=Registry(Path(registry_dir)), **kwargs)
 
 
 def serve(kind: str, port: int, redis_url: str, registry_dir: str) -> None:

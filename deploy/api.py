@@ -81,9 +81,8 @@ def build_app(s: Settings) -> Any:
         shadow=s.api_shadow,
     )
     s.models_dir.mkdir(parents=True, exist_ok=True)
-    # Redis: two more stores (own connections) for the API's bulk screening lanes (service/runtime.py).
-    bulk = [build_store(s) for _ in range(2)] if s.redis_url else []
-    return create_app(config, store=build_store(s), registry=Registry(s.models_dir), bulk_stores=bulk)
+    # Two bulk screening lanes (service/runtime.py): with Redis, engine siblings over their own connections.
+    return create_app(config, store=build_store(s), registry=Registry(s.models_dir), bulk_lanes=2)
 
 
 def run(s: Settings, host: str, port: int) -> None:

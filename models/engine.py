@@ -138,7 +138,8 @@ class Engine:
     ) -> None:
         self.store = store
         self._model = model
-        self.shadow = shadow
+        self._shadow = shadow
+        self._models_of = self  # the engine whose model and shadow this one serves (a sibling's parent)
         self.clock = clock
         self.top_reasons = top_reasons
         self.times = StageTimes()
@@ -150,29 +151,40 @@ class Engine:
 
     @property
     def model(self) -> LoadedModel | None:
-        return self._model
+        return self._models_of._model
+
+    @property
+    def shadow(self) -> LoadedModel | None:
+        """The challenger scored alongside (never returned), or None."""
+        return self._models_of._shadow
+
+    @shadow.setter
+    def shadow(self, model: LoadedModel | None) -> None:
+        self._models_of._shadow = model
 
     @property
     def model_version(self) -> str:
-        model = self._model
+        model = self.model
         return model.card.version if model is not None else NO_MODEL_VERSION
 
     def sibling(self) -> Engine | None:
-        """An engine like this one (model, shadow, clock, settings) over its own connection to the
-        same store, for another thread; None when the store offers none (then share this one).
+        """An engine like this one (clock, settings) over its own connection to the same store, for
+        another thread; None when the store offers none (then share this one).
 
-        Each engine has its own breaker and queue of pending writes; their store calls run
-        concurrently (Redis still runs each script atomically)."""
+        It serves this engine's model and shadow: a swap on either is seen by both. Each has its
+        own breaker and queue of pending writes; their store calls run concurrently (Redis still
+        runs each script atomically)."""
         make = getattr(self.store, "sibling", None)
         if make is None:
             return None
-        return Engine(make(), self._model, clock=self.clock, shadow=self.shadow,
-                      retry_interval_s=self._breaker.retry_interval_s, pending_limit=self._pending.limit,
-                      top_reasons=self.top_reasons)
+        sibling = Engine(make(), None, clock=self.clock, retry_interval_s=self._breaker.retry_interval_s,
+                         pending_limit=self._pending.limit, top_reasons=self.top_reasons)
+        sibling._models_of = self._models_of
+        return sibling
 
     def swap_model(self, model: LoadedModel | None) -> None:
         """Atomic hot swap: each batch reads the model reference once, so it uses one model."""
-        self._model = model
+        self._models_of._model = model
 
     # -- degraded-mode state -------------------------------------------------------------------
 
@@ -229,7 +241,7 @@ class Engine:
         if not cdrs:
             return Outcome([], [], np.zeros(0), None, None, False)
         if isinstance(model, str):  # "current"
-            model = self._model  # read once: a concurrent swap_model does not split the batch
+            model = self.model  # read once: a concurrent swap_model does not split the batch
         version = model.card.version if model is not None else NO_MODEL_VERSION
         t0 = time.perf_counter()
         features, contexts, degraded_code = self._read_state(cdrs, apply)
@@ -248,9 +260,10 @@ class Engine:
                 except Exception:  # any predictor failure must fail open, never drop the batch
                     log.exception("model %s failed to score a batch of %d; failing open", version, len(cdrs))
                     degraded_code = degraded_code or policy.DEGRADED_MODEL_UNAVAILABLE
-            if self.shadow is not None:
+            shadow = self.shadow
+            if shadow is not None:
                 try:
-                    shadow_scores = np.asarray(self.shadow.scorer.predict(features), dtype=np.float64)
+                    shadow_scores = np.asarray(shadow.scorer.predict(features), dtype=np.float64)
                 except Exception:
                     log.exception("shadow model failed; ignoring")
         t2 = time.perf_counter()

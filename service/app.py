@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
@@ -46,7 +46,7 @@ def create_app(
     store: Any | None = None,
     registry: Any | None = None,
     engine: Engine | None = None,
-    bulk_stores: Sequence[Any] = (),
+    bulk_lanes: int = 0,
 ) -> FastAPI:
     """Build the application.
 
@@ -57,9 +57,9 @@ def create_app(
         # A short retry interval: after a store outage the first probe comes 250 ms later,
         # well inside the 2 s recovery target.
         engine = Engine(store, None, retry_interval_s=config.breaker_cooldown_s)
-    # More stores (each over its own connection) serve big screening requests on lanes of their own.
-    bulk = [Engine(s, None, retry_interval_s=config.breaker_cooldown_s) for s in bulk_stores]
-    runtime = Runtime(config, store=store, engine=engine, registry=registry, bulk_engines=bulk)
+    # Big screening requests run on ``bulk_lanes`` lanes of their own (engine siblings, each over
+    # its own store connection).
+    runtime = Runtime(config, store=store, engine=engine, registry=registry, bulk_lanes=bulk_lanes)
     if registry is not None and engine is not None:
         runtime.watcher = ModelWatcher(
             registry, engine, runtime.metrics, shadow=config.shadow, interval_s=config.watch_interval_s

@@ -75,7 +75,7 @@ class Runtime:
         store: FeatureStore | None,
         engine: Engine | None,
         registry: Any | None,
-        bulk_engines: Sequence[Engine] = (),
+        bulk_lanes: int = 0,
     ) -> None:
         self.config = config
         self.keys = KeyRing(config.keys)
@@ -85,11 +85,14 @@ class Runtime:
         self.engine = engine
         self.registry = registry
         self.lane = Lane(functools.partial(self._run, "main", None), threaded=config.lane_threaded)
-        # Big screening requests run on lanes of their own (one thread and store connection
-        # per engine), so that one's Redis round trip overlaps another's compute; see BULK_MIN.
+        # Big screening requests run on lanes of their own, each with a sibling of the engine
+        # (its own store connection, the same models), so that one's Redis round trip overlaps
+        # another's compute; see BULK_MIN. None for a store without connections (in-process).
         self.bulk: Lane | None = None
-        if bulk_engines and engine is not None and config.lane_threaded:
-            self.bulk = Lane([functools.partial(self._run, f"bulk-{i}", e) for i, e in enumerate(bulk_engines)],
+        siblings = [engine.sibling() for _ in range(bulk_lanes)] if engine is not None and config.lane_threaded else []
+        bulk = [e for e in siblings if e is not None]
+        if bulk:
+            self.bulk = Lane([functools.partial(self._run, f"bulk-{i}", e) for i, e in enumerate(bulk)],
                              name="bulk-lane")
         self.deadline_s = config.deadline_ms / 1000.0
         self.started = time.monotonic()
@@ -181,15 +184,12 @@ class Runtime:
         return out
 
     def _run(self, lane: str, replica: Engine | None, kind: Kind, cdrs: list[Cdr], deadline: float) -> list[Decision]:
-        """In a lane thread: one engine call for the merged requests (a bulk lane's engine serves the main one's models)."""
+        """In a lane thread: one engine call for the merged requests (on a bulk lane, by a sibling
+        of the main engine: the same models)."""
         self.metrics.engine_call(lane, kind, len(cdrs))
-        engine = self.engine
+        engine = replica or self.engine
         if engine is None:
             return self.fallback(cdrs, policy.DEGRADED_MODEL_UNAVAILABLE)
-        if replica is not None:
-            replica.swap_model(engine.model)
-            replica.shadow = engine.shadow
-            engine = replica
         if kind == "process":
             return engine.process(cdrs)
         outcome = engine.evaluate(cdrs, apply=False, deadline=deadline)

@@ -316,12 +316,7 @@ class Worker:
         main = self.engine
         if main is None:
             raise RuntimeError("Worker.evaluate needs an engine: pass one or call run()")
-        engine = self.lane_engines[lane] if lane < len(self.lane_engines) else main
-        if isinstance(model, str):  # "current"
-            model = main.model
-        if engine is not main:  # a sibling serves the main engine's models
-            engine.swap_model(model)
-            engine.shadow = main.shadow
+        engine = self.lane_engines[lane] if lane < len(self.lane_engines) else main  # siblings serve main's models
         t1 = time.perf_counter()
         outcome = engine.evaluate(decoded.cdrs, apply=True, model=model)
         with self._stage_lock:  # lanes run concurrently

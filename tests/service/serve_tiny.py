@@ -37,9 +37,7 @@ def main() -> None:
     threaded = (sys.argv[4] if len(sys.argv) > 4 else "threaded") == "threaded"
     config = ServiceConfig(keys=tuple(dev_keys()), deadline_ms=deadline_ms, lane_threaded=threaded)
     engine = Engine(store, loaded("tiny-1"), retry_interval_s=config.breaker_cooldown_s)
-    bulk = [RedisStore(redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                            retry=Retry(NoBackoff(), 0))) for _ in range(2)]
-    app = create_app(config, store=store, engine=engine, bulk_stores=bulk)
+    app = create_app(config, store=store, engine=engine, bulk_lanes=2)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http=SwitchProtocol, access_log=False, log_level="warning")
 
@@ -50,9 +48,7 @@ def serve_registry(port: int, url: str, registry_dir: str) -> None:
     timeout = redis_timeout_s(20.0)
     client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
     config = ServiceConfig(keys=tuple(dev_keys()), watch_interval_s=0.2)
-    bulk = [RedisStore(redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                            retry=Retry(NoBackoff(), 0))) for _ in range(2)]
-    app = create_app(config, store=RedisStore(client), registry=Registry(registry_dir), bulk_stores=bulk)
+    app = create_app(config, store=RedisStore(client), registry=Registry(registry_dir), bulk_lanes=2)
     uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http=SwitchProtocol, access_log=False, log_level="warning")
 
 

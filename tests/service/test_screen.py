@@ -7,7 +7,6 @@ import datetime as dt
 import re
 from typing import Any
 
-import redis
 from fastapi.testclient import TestClient
 
 from tests.service.conftest import cdr, headers
@@ -43,15 +42,13 @@ def test_completed_calls_update_the_state_once(client: TestClient) -> None:
     assert "+7" not in str(risk["summary"])  # no callee numbers in the summary
 
 
-def test_big_batches_run_on_the_bulk_lanes_with_the_main_engines_model(store: Any, redis_url: str) -> None:
-    from features.redisstore import RedisStore
+def test_big_batches_run_on_the_bulk_lanes_with_the_main_engines_model(store: Any) -> None:
     from models.engine import Engine
     from service.app import ServiceConfig, create_app
     from service.auth import dev_keys
     from service.runtime import BULK_MIN
     from tests.models.tiny_model import loaded
 
-    bulk = [RedisStore(redis.Redis.from_url(redis_url, socket_timeout=2.0)) for _ in range(2)]
     config = ServiceConfig(keys=tuple(dev_keys()), deadline_ms=5000.0)
     busy = "+77011230001"  # 30 calls in the last hour: the tiny model flags it (warn or block)
     start = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10)  # before the screened calls (same ms: not counted)
@@ -59,8 +56,8 @@ def test_big_batches_run_on_the_bulk_lanes_with_the_main_engines_model(store: An
                    start_time=(start + dt.timedelta(seconds=i)).isoformat().replace("+00:00", "Z")) for i in range(30)]
     calls = [cdr(a_number=busy if i % 2 else "+77011230002") for i in range(BULK_MIN + 20)]
     answers = []
-    for stores in ([], bulk):
-        app = create_app(config, store=store, engine=Engine(store, loaded("tiny-1")), bulk_stores=stores)
+    for bulk_lanes in (0, 2):
+        app = create_app(config, store=store, engine=Engine(store, loaded("tiny-1")), bulk_lanes=bulk_lanes)
         with TestClient(app) as client:
             applied = client.post("/v1/cdrs", json={"calls": history}, headers=headers("switch"))
             assert applied.status_code == 200
