@@ -364,16 +364,13 @@ class Worker:
     @property
     def pending(self) -> int:
         """Completed calls decided while the store was down whose state writes still wait (all lanes)."""
-        engines = self.engines()
-        return sum(e.pending for e in engines)
+        return sum(e.pending for e in self.engines())
 
     def engines(self) -> list[Engine]:
-        """Each distinct engine once (lanes without a sibling share the main one)."""
-        out: list[Engine] = [] if self.engine is None else [self.engine]
-        for e in self.lane_engines:
-            if all(e is not o for o in out):
-                out.append(e)
-        return out
+        """Each distinct engine once, the main one first (lanes without a sibling share it)."""
+        if self.lane_engines:
+            return list(dict.fromkeys(self.lane_engines))
+        return [] if self.engine is None else [self.engine]
 
     # -- the loop -----------------------------------------------------------------------------
 
