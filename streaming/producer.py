@@ -15,7 +15,10 @@ kafka-python's hands and replaces only the per-record work:
   retriable errors with the same sequence numbers, treats ``DUPLICATE_SEQUENCE_NUMBER`` as
   success, and fails the batch once ``delivery_timeout_ms`` has passed;
 * one future per batch instead of one per record: :meth:`BatchProducer.send_many` returns them
-  and :meth:`BatchProducer.wait` waits for all with one deadline.
+  and :meth:`BatchProducer.wait` waits for all with one deadline. When the broker refuses a
+  batch as too large (a topic whose ``max.message.bytes`` is below the batch), kafka-python
+  splits it and re-sends the halves, moving only per-record futures to them; the batch's own
+  future is completed here once every part is (:func:`_follow_splits`).
 
 This uses kafka-python internals (``_accumulator``, ``_sender``, ``_metadata``,
 ``_transaction_manager``); the constructor refuses a kafka-python whose internals it does not
@@ -26,6 +29,7 @@ the real broker (including a batch whose response is lost and that is therefore 
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any, Final
@@ -129,6 +133,7 @@ class BatchProducer:
         self._metadata = producer._metadata
         self._max_block_ms: int = producer.config["max_block_ms"]
         self._max_batch_bytes = min(max_batch_bytes, producer.config["max_request_size"])
+        _follow_splits(self._accumulator)
 
     def _partition_ids(self, topic: str) -> list[int]:
         """Sorted partition ids of ``topic``, waiting for metadata at most ``max_block_ms``."""
@@ -196,3 +201,61 @@ class BatchProducer:
                 if future.value[2] is not None:
                     return future.value[2](0)  # type: ignore[no-any-return]
         return None
+
+
+def _follow_splits(accumulator: Any) -> None:
+    """Complete a split batch's own future from its parts' (once per accumulator).
+
+    ``RecordAccumulator.split_and_reenqueue`` rebinds each record's future to the new
+    batches and drops the old batch; a batch built here has no per-record futures, so its
+    future (the one :meth:`BatchProducer.send_many` returned) would never complete and the
+    caller would re-send records already delivered. The new batches are the first ``n`` of
+    the partition's queue when the call returns (it puts them there under the partition
+    lock, on the sender thread, the only thread that takes from the front).
+    """
+    if getattr(accumulator, "_callscreen_follows_splits", False):
+        return
+    split = accumulator.split_and_reenqueue
+
+    def split_and_reenqueue(batch: Any, now: Any = None) -> int:
+        n: int = split(batch, now)
+        if not batch._record_futures:  # one of ours, or a part of one
+            tp = batch.topic_partition
+            with accumulator._tp_lock(tp):
+                parts = [accumulator._batches[tp][i] for i in range(n)]
+            _complete_when_all(batch.produce_future, [part.produce_future for part in parts])
+        return n
+
+    accumulator.split_and_reenqueue = split_and_reenqueue
+    accumulator._callscreen_follows_splits = True
+
+
+def _complete_when_all(future: Any, parts: list[Any]) -> None:
+    """Succeed ``future`` with the first part's result once every part succeeded (a part's
+    record errors carried over); fail it with the first part failure."""
+    lock = threading.Lock()
+    left = [len(parts)]
+    results: list[Any] = [None] * len(parts)
+
+    def done(index: int, value: Any) -> None:
+        with lock:
+            results[index] = value
+            left[0] -= 1
+            if left[0] or future.is_done:
+                return
+        errors = next((r[2] for r in results if r[2] is not None), None)
+        future.success((results[0][0], results[0][1], errors))
+
+    def failed(error: Any) -> None:
+        with lock:
+            if future.is_done:
+                return
+            left[0] = -1  # no success after a failure
+        future.failure(error)
+
+    if not parts:
+        future.success((-1, -1, None))
+        return
+    for index, part in enumerate(parts):
+        part.add_callback(lambda value, index=index: done(index, value))
+        part.add_errback(failed)

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import KafkaConnectionError
+from kafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 from kafka.partitioner.default import murmur2
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 from kafka.record.util import calc_crc32c
@@ -215,6 +215,48 @@ def test_a_batch_sent_twice_is_stored_once(kafka_bootstrap: str, unique_topic: C
         producer.close(timeout=5)
     got = _read(kafka_bootstrap, topic, 500)
     assert sorted(r.value for r in got) == sorted(values)
+
+
+def test_a_batch_the_broker_refuses_as_too_large_is_split_and_acknowledged(
+        kafka_bootstrap: str, unique_topic: Callable[..., str]) -> None:
+    """A topic whose max.message.bytes is below the batch: the broker answers MESSAGE_TOO_LARGE
+    and kafka-python splits the batch in halves until the parts fit. Tansu does not enforce
+    max.message.bytes, so the refusal is made here, in place of sending any batch over 6 kB
+    (as the broker would, before storing it). The future send_many returned must still
+    complete (it did not: the worker would re-send what was delivered), and every record is
+    stored exactly once."""
+    topic = unique_topic("split", partitions=1)
+    producer = _producer(kafka_bootstrap)
+    sender = producer._sender
+    limit = 6_000  # under kafka-python's own 16 kB parts, so they are split again
+    refused: list[int] = []
+    original = sender._create_produce_requests
+
+    def refuse_large(collated: dict[int, list[Any]]) -> Any:
+        kept: dict[int, list[Any]] = {}
+        for node, batches in collated.items():
+            for b in batches:
+                if b.records.size_in_bytes() > limit:
+                    refused.append(b.record_count)
+                    sender._complete_batch_with_exception(b, MessageSizeTooLargeError("over 6 kB (test)"))
+                else:
+                    kept.setdefault(node, []).append(b)
+        return original(kept)
+
+    sender._create_produce_requests = refuse_large
+    try:
+        batches = BatchProducer(producer, max_batch_bytes=200_000)
+        values = [f"split-{i}-".encode() + b"x" * 80 for i in range(3000)]
+        futures = batches.send_many(topic, [f"k{i}".encode() for i in range(3000)], values)
+        assert len(futures) == 2  # 3000 x ~100 B in batches of 200 kB
+        assert batches.wait(futures, 20)
+        assert batches.error(futures) is None
+        # ours (about 1,900 and 1,100 records), then kafka-python's parts of them, again and again
+        assert refused[0] > 1000 and len(refused) > 10 and min(refused) < 100
+    finally:
+        producer.close(timeout=5)
+    got = _read(kafka_bootstrap, topic, 3000)
+    assert [r.value for r in sorted(got, key=lambda r: r.offset)] == values
 
 
 def test_waiting_is_bounded_and_delivery_resumes(private_broker: binaries.Started) -> None:
