@@ -44,10 +44,16 @@ class BatchPartitionRecords(_Base):  # type: ignore[misc]  # kafka-python ships 
         self._pending: list[Any] = []
         self._taken = 0
         self._last_batch: Any = None
+        # A corrupt batch stays in the way: kafka-python's record generator is dead after it
+        # raises, but next_batch() here has already moved past the batch, so a later take
+        # would skip it silently. Every later take raises the same error instead.
+        self._corrupt: Exception | None = None
 
     def take(self, n: int | None = None) -> list[Any]:
         if not self._fast:
             return super().take(n)  # type: ignore[no-any-return]
+        if self._corrupt is not None:
+            raise self._corrupt
         self._maybe_raise_next_inline_exception()
         out: list[Any] = []
         want = n if n is not None else -1
@@ -63,6 +69,8 @@ class BatchPartitionRecords(_Base):  # type: ignore[misc]  # kafka-python ships 
                 out.extend(chunk)
                 self.next_fetch_offset = chunk[-1].offset + 1
         except Exception as exc:
+            if isinstance(exc, Errors.CorruptRecordError):
+                self._corrupt = exc
             if not out:
                 raise
             self._next_inline_exception = exc  # raised by the next take, as kafka-python does

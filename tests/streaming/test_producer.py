@@ -18,7 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import KafkaConnectionError, MessageSizeTooLargeError
+from kafka.errors import CorruptRecordError, KafkaConnectionError, MessageSizeTooLargeError
+from kafka.record.memory_records import MemoryRecords
+from kafka.structs import TopicPartition
 from kafka.partitioner.default import murmur2
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 from kafka.record.util import calc_crc32c
@@ -184,6 +186,29 @@ def test_fetcher_matches_kafka_python_on_records_it_wrote(kafka_bootstrap: str,
     stock, ours = read(False), read(True)
     assert len(stock) == 1400
     assert ours == stock
+
+
+def test_a_corrupt_batch_is_never_skipped_by_the_fast_fetcher() -> None:
+    """Three batches, the middle one's CRC broken: the records before it come out, then every
+    later take raises CorruptRecordError (the batch after it must not come out: it did, once a
+    caller took again after the error)."""
+    buffer = bytearray()
+    for b in range(3):
+        builder = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=False, producer_id=-1,
+                                            producer_epoch=-1, base_sequence=-1, batch_size=10**6)
+        for i in range(4):
+            builder.append(i, 1_700_000_000_000, None, f"b{b}r{i}".encode(), [])
+        batch = builder.build()
+        batch[0:8] = (4 * b).to_bytes(8, "big")  # base offset (not in the CRC)
+        if b == 1:
+            batch[-1] ^= 0xFF  # a record byte: the CRC-32C no longer matches
+        buffer += batch
+    records = fetch.BatchPartitionRecords(0, TopicPartition("t", 0), MemoryRecords(bytes(buffer)))
+    first = records.take(100)
+    assert [r.value for r in first] == [f"b0r{i}".encode() for i in range(4)]
+    for _ in range(3):
+        with pytest.raises(CorruptRecordError, match="crc"):
+            records.take(100)
 
 
 def test_a_batch_sent_twice_is_stored_once(kafka_bootstrap: str, unique_topic: Callable[..., str]) -> None:
