@@ -84,6 +84,8 @@ def encode_headers(list headers) -> bytes:
     end = _put_varint(tmp, len(headers))
     out += (<char*>tmp)[:end - tmp]
     for key, value in headers:
+        if not isinstance(key, str):
+            raise TypeError(f"header key {key!r} is {type(key).__name__}; expected str (Kafka header keys are text)")
         kb = (<str>key).encode("utf-8")
         end = _put_varint(tmp, len(kb))
         out += (<char*>tmp)[:end - tmp]

@@ -121,6 +121,11 @@ def test_malformed_batches_are_refused() -> None:
         _records.decode_batch(buffer + b"\x00", "t", 0, ConsumerRecord, 0)
 
 
+def test_a_header_key_that_is_not_text_is_refused_by_name() -> None:
+    with pytest.raises(TypeError, match="header key b'x-origin' is bytes; expected str"):
+        _records.encode_headers([(b"x-origin", b"1")])
+
+
 # -- through the broker ---------------------------------------------------------------------
 
 def test_round_trip_partitions_order_headers(kafka_bootstrap: str, unique_topic: Callable[..., str]) -> None:
