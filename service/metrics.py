@@ -28,9 +28,9 @@ from features.contracts import Decision
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.05, 0.1, 0.25, 1.0)
 # Distinct operator labels on the decision counter: an unscoped (admin) key may send any
 # operator id, and every label value is a series Prometheus keeps forever. Past this many,
-# decisions are counted under operator="(other)" (a country has a handful of operators).
-MAX_OPERATOR_LABELS = 32
-OTHER_OPERATOR = "(other)"  # not a valid operator id, so it cannot collide with one
+# decisions are counted under operator="other" (a country has a handful of operators).
+MAX_OPERATOR_LABELS = 64  # as the worker's (streaming/metrics.py)
+OTHER_OPERATOR = "other"  # the worker's label too, so dashboards add the two up
 
 
 class _Series:

@@ -30,7 +30,7 @@ def test_operator_labels_are_capped_and_the_rest_counted_as_other() -> None:
     assert len(labelled) == MAX_OPERATOR_LABELS + 1
     assert OTHER_OPERATOR in labelled
     assert series[("allow", OTHER_OPERATOR)] == 10.0
-    # an operator that got its label keeps it; one past the cap stays under "(other)"
+    # an operator that got its label keeps it; one past the cap stays under "other"
     assert series[("block", "op000")] == 1.0
     assert series[("block", OTHER_OPERATOR)] == 1.0
     assert sum(series.values()) == MAX_OPERATOR_LABELS + 12
