@@ -23,14 +23,12 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from features.contracts import Decision
+from models.labels import MAX_OPERATOR_LABELS, OTHER_OPERATOR, OperatorLabels
+
+__all__ = ["MAX_OPERATOR_LABELS", "OTHER_OPERATOR", "ApiMetrics"]
 
 # Buckets around the 20 ms deadline: the interesting part is 0.5-30 ms.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.05, 0.1, 0.25, 1.0)
-# Distinct operator labels on the decision counter: an unscoped (admin) key may send any
-# operator id, and every label value is a series Prometheus keeps forever. Past this many,
-# decisions are counted under operator="other" (a country has a handful of operators).
-MAX_OPERATOR_LABELS = 64  # as the worker's (streaming/metrics.py)
-OTHER_OPERATOR = "other"  # the worker's label too, so dashboards add the two up
 
 
 class _Series:
@@ -51,7 +49,7 @@ class ApiMetrics:
         self._bounds = LATENCY_BUCKETS
         self._latency: dict[tuple[str, str, str], _Series] = {}
         self._decisions: dict[tuple[str, str], int] = {}
-        self._operators: set[str] = set()  # operators with a label of their own (MAX_OPERATOR_LABELS)
+        self._operator_label = OperatorLabels()  # capped, as the worker's (models/labels.py)
         self._degraded: dict[str, int] = {}
         self._engine: dict[tuple[str, str], list[int]] = {}
         self.registry.register(_Collector(self))
@@ -83,15 +81,9 @@ class ApiMetrics:
     def count(self, decisions: Iterable[Decision]) -> None:
         """Count decisions returned to switches (on the event loop's thread)."""
         counts = self._decisions
-        seen = self._operators
+        label = self._operator_label
         for d in decisions:
-            operator = d.operator
-            if operator not in seen:
-                if len(seen) >= MAX_OPERATOR_LABELS:
-                    operator = OTHER_OPERATOR
-                else:
-                    seen.add(operator)
-            key = (d.action, operator)
+            key = (d.action, label(d.operator))
             counts[key] = counts.get(key, 0) + 1
             if d.degraded:
                 code = next((r.code for r in d.reasons if r.code.startswith("DEGRADED")), "DEGRADED")

@@ -18,13 +18,9 @@ metric                                              type       labels
 
 from __future__ import annotations
 
-from typing import Final
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-# Operator ids are validated but not enumerated: cap the label values so that a stream of
-# made-up operators cannot blow up the metric cardinality.
-MAX_OPERATOR_LABELS: Final = 64
+from models.labels import OperatorLabels
 
 
 class WorkerMetrics:
@@ -55,12 +51,4 @@ class WorkerMetrics:
         self.commits_held = Counter("callscreen_worker_commits_held",
                                     "Batches whose offsets were not committed because store writes were still queued.",
                                     registry=registry)
-        self._operators: set[str] = set()
-
-    def operator_label(self, operator: str) -> str:
-        if operator in self._operators:
-            return operator
-        if len(self._operators) < MAX_OPERATOR_LABELS:
-            self._operators.add(operator)
-            return operator
-        return "other"
+        self.operator_label = OperatorLabels()  # the decisions' operator label, capped (models/labels.py)
