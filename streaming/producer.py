@@ -232,7 +232,8 @@ def _follow_splits(accumulator: Any) -> None:
 
 def _complete_when_all(future: Any, parts: list[Any]) -> None:
     """Succeed ``future`` with the first part's result once every part succeeded (a part's
-    record errors carried over); fail it with the first part failure."""
+    record errors carried over); fail it with the first part failure. ``parts`` is never
+    empty: kafka-python splits only batches of two or more records."""
     lock = threading.Lock()
     left = [len(parts)]
     results: list[Any] = [None] * len(parts)
@@ -253,9 +254,6 @@ def _complete_when_all(future: Any, parts: list[Any]) -> None:
             left[0] = -1  # no success after a failure
         future.failure(error)
 
-    if not parts:
-        future.success((-1, -1, None))
-        return
     for index, part in enumerate(parts):
         part.add_callback(lambda value, index=index: done(index, value))
         part.add_errback(failed)
