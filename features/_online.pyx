@@ -548,13 +548,15 @@ cdef class Batch:
     origin codes (ingress, a_class, b_class, has_device).
 
     Per script, callers are numbered in order of their first call ("groups", the order of the
-    script's ``callers`` reply) and so are IMEIs (the order of its ``imeis`` reply).
+    ``callers`` part of the script's reply) and so are IMEIs (the order of its ``imeis`` part);
+    ``heads[s]`` is the length of script s's reply before its list entries.
     """
 
     cdef readonly bytes payload
     cdef readonly Py_ssize_t scripts
     cdef readonly list callers  # callers per script
     cdef readonly list imeis  # IMEIs per script
+    cdef readonly list heads  # per script: its reply's length before the list entries
     cdef Py_ssize_t n, per_script, n_groups, n_imeis
     cdef int64_t* t  # input order
     cdef int64_t* order  # script position -> input index
@@ -578,6 +580,7 @@ cdef class Batch:
         self.scripts = (n + per_script - 1) // per_script
         self.callers = []
         self.imeis = []
+        self.heads = []
         m = n if n else 1
         self.t = <int64_t*>malloc(m * sizeof(int64_t))
         self.order = <int64_t*>malloc(m * sizeof(int64_t))
@@ -641,6 +644,7 @@ cdef class Batch:
                             self.callee[k] = base + g if g >= 0 else -1
                         self.callers.append(len(seen))
                         self.imeis.append(len(devices))
+                        self.heads.append(pos - start + 4 * len(seen) + len(devices))
                         base += len(seen)
                         ibase += len(devices)
                         seen = {}
@@ -753,14 +757,15 @@ cdef class Batch:
         context ``plain[4 * in_registry + 2 * roaming + duplicate]`` (the caller replaces
         those of callers on a list), in input order.
 
-        Each reply is ``[bits, callers, imeis, lists]`` (features/batch.lua): one integer per
-        call (1 callee called caller before, 2 caller called callee before, 4 duplicate, 8
-        added to the caller's calls, 16 added to the callee's received calls, 32 the caller's
-        entry on its IMEI changed), 4 values per caller (cs:out: and cs:in: strings as read,
-        packed registry record or "", owner count) and the cs:imei: string of each IMEI.
+        Each reply is one flat list, ``bits + callers + imeis + lists`` (features/batch.lua):
+        one integer per call (1 callee called caller before, 2 caller called callee before, 4
+        duplicate, 8 added to the caller's calls, 16 added to the callee's received calls, 32
+        the caller's entry on its IMEI changed), 4 values per caller (cs:out: and cs:in:
+        strings as read, packed registry record or "", owner count), the cs:imei: string of
+        each IMEI, then 3 values per list entry (read by the caller, from ``heads``).
         """
         cdef Py_ssize_t n = self.n, n_groups = self.n_groups, n_imeis = self.n_imeis
-        cdef Py_ssize_t s, k, g, m, in_script, n_callers, n_dev, e, entries
+        cdef Py_ssize_t s, k, g, m, in_script, n_callers, n_dev, e, entries, at
         if len(replies) != self.scripts:
             raise ValueError(f"{len(replies)} replies for {self.scripts} scripts")
         if len(plain) != 8:
@@ -790,8 +795,8 @@ cdef class Batch:
         v.chain = <int64_t*>malloc(n * sizeof(int64_t))
         v.dev_at = <Py_ssize_t*>malloc(ni * sizeof(Py_ssize_t))
         v.dev_n = <Py_ssize_t*>malloc(ni * sizeof(Py_ssize_t))
-        cdef list numbers, callers, found
-        cdef object h, r, q, reply
+        cdef list reply
+        cdef object h, r, q
         try:
             if (v.key == NULL or v.hist == NULL or v.hn == NULL or v.inb == NULL or v.inn == NULL
                     or v.regp == NULL or v.regn == NULL or v.owners == NULL or v.bits == NULL or v.link == NULL
@@ -806,22 +811,21 @@ cdef class Batch:
                 in_script = min(self.per_script, n - s * self.per_script)
                 n_callers = self.callers[s]
                 n_dev = self.imeis[s]
-                numbers = reply[0]
-                callers = reply[1]
-                found = reply[2]
-                if (PyList_GET_SIZE(numbers) != in_script or PyList_GET_SIZE(callers) != 4 * n_callers
-                        or PyList_GET_SIZE(found) != n_dev):
+                at = in_script + 4 * n_callers + n_dev
+                if reply is None:
+                    raise ValueError("the batch script returned nil, not its reply array")
+                if PyList_GET_SIZE(reply) < at or (PyList_GET_SIZE(reply) - at) % 3:
                     raise ValueError(
-                        f"the batch script returned {PyList_GET_SIZE(numbers)} bits, {PyList_GET_SIZE(callers)} "
-                        f"caller values and {PyList_GET_SIZE(found)} IMEI strings for {in_script} calls, "
-                        f"{n_callers} callers and {n_dev} IMEIs")
+                        f"the batch script returned {PyList_GET_SIZE(reply)} values for {in_script} calls, "
+                        f"{n_callers} callers and {n_dev} IMEIs (want {at}, then 3 per list entry)")
                 for k in range(in_script):
-                    v.bits[m + k] = <int64_t>(<object>PyList_GET_ITEM(numbers, k))
+                    v.bits[m + k] = <int64_t>(<object>PyList_GET_ITEM(reply, k))
                 m += in_script
                 for k in range(n_callers):
-                    h = <object>PyList_GET_ITEM(callers, 4 * k)
-                    q = <object>PyList_GET_ITEM(callers, 4 * k + 1)
-                    r = <object>PyList_GET_ITEM(callers, 4 * k + 2)
+                    at = in_script + 4 * k
+                    h = <object>PyList_GET_ITEM(reply, at)
+                    q = <object>PyList_GET_ITEM(reply, at + 1)
+                    r = <object>PyList_GET_ITEM(reply, at + 2)
                     if type(h) is not bytes or type(q) is not bytes or type(r) is not bytes:
                         raise ValueError("a caller's strings or registry record from the batch script are not strings")
                     if PyBytes_GET_SIZE(h) % W or PyBytes_GET_SIZE(q) % WI:
@@ -833,10 +837,11 @@ cdef class Batch:
                     v.inn[g] = PyBytes_GET_SIZE(q) // WI
                     v.regp[g] = <const unsigned char*>PyBytes_AS_STRING(r)
                     v.regn[g] = PyBytes_GET_SIZE(r) if PyBytes_GET_SIZE(r) else -1
-                    v.owners[g] = <int64_t>(<object>PyList_GET_ITEM(callers, 4 * k + 3))
+                    v.owners[g] = <int64_t>(<object>PyList_GET_ITEM(reply, at + 3))
                     g += 1
+                at = in_script + 4 * n_callers
                 for k in range(n_dev):
-                    h = <object>PyList_GET_ITEM(found, k)
+                    h = <object>PyList_GET_ITEM(reply, at + k)
                     if type(h) is not bytes or PyBytes_GET_SIZE(h) % WD:
                         raise ValueError("an IMEI string from the batch script is not whole records")
                     v.dev_n[e] = PyBytes_GET_SIZE(h) // WD
@@ -858,9 +863,10 @@ cdef class Batch:
                 raise MemoryError()
             e = 0
             for s in range(self.scripts):
-                found = replies[s][2]
-                for k in range(PyList_GET_SIZE(found)):
-                    h = <object>PyList_GET_ITEM(found, k)
+                reply = replies[s]
+                at = <Py_ssize_t>self.heads[s] - <Py_ssize_t>self.imeis[s]
+                for k in range(<Py_ssize_t>self.imeis[s]):
+                    h = <object>PyList_GET_ITEM(reply, at + k)
                     _parse_imei(<const unsigned char*>PyBytes_AS_STRING(h), v.dev_n[e], &v.dev[3 * v.dev_at[e]])
                     e += 1
             _aggregate_all(x, &v, self.group_in, self.t, self.order, self.records, self.group, self.callee,

@@ -23,7 +23,9 @@
 --   (digests; flags: 1 answered, 2 has imei, 4 has cell), as stored in cs:out:;
 --   cs:in: stores its first 12 bytes (t, key); cs:imei: stores h6(a_number) | u48 last
 --   ms | u48 latest earlier ms (0: none) per number.
--- Returns {bits, callers, imeis, lists}:
+-- Returns one flat array, bits .. callers .. imeis .. lists (the client knows how many calls,
+-- callers and IMEIs each script has, so it knows where each part starts; a nested reply costs
+-- Redis 6.2 one write(2) per inner array, ~20 us each on loopback):
 --   bits: one integer per call: 1 callee called caller before (30 d), 2 caller called
 --     callee before, 4 duplicate, 8 added to the caller's cs:out:, 16 added to the callee's
 --     cs:in:, 32 the caller's entry on its IMEI changed;
@@ -31,7 +33,7 @@
 --     cs:out: and cs:in: strings as read, its packed registry record ("" when not held),
 --     its owner count;
 --   imeis: the cs:imei: string of each IMEI as read, in order of its first call;
---   lists: flat {caller index (1-based), kind, entry json, ...}.
+--   lists: caller index (1-based), kind, entry json, per entry found (the rest of the reply).
 
 local P, apply = ARGV[1], ARGV[2] == "1"
 local EVENT_RETAIN, RELATION_RETAIN = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -275,4 +277,9 @@ for i = 7, #ARGV, 5 do
 end
 for key, new in pairs(adds) do flush(key, #new[1]) end
 for key in pairs(imeis) do call("SET", key, current[key], "PX", EVENT_TTL) end
-return {bits, callers, found, lists}
+local reply, n = bits, #bits
+for _, part in ipairs({callers, found, lists}) do
+  for k = 1, #part do reply[n + k] = part[k] end
+  n = n + #part
+end
+return reply

@@ -254,7 +254,7 @@ class RedisStore:
             raise StoreRecordError(
                 f"feature store: {exc}; fix: make features/batch.lua and RedisStore the same version"
             ) from exc
-        if any(r[3] for r in replies):
+        if any(len(r) > head for r, head in zip(replies, batch.heads, strict=True)):
             self._listed(replies, batch, contexts)
         return x, contexts
 
@@ -263,10 +263,9 @@ class RedisStore:
         """Contexts of the calls whose caller is on a list (entries active at the call's start)."""
         hits: dict[int, dict[str, ListEntry]] = {}
         base = 0
-        for reply, count in zip(replies, batch.callers, strict=True):
-            flat = reply[3]
-            for j in range(0, len(flat), 3):
-                hits.setdefault(base + int(flat[j]) - 1, {})[flat[j + 1].decode()] = _ENTRY_DECODER.decode(flat[j + 2])
+        for reply, count, head in zip(replies, batch.callers, batch.heads, strict=True):
+            for j in range(head, len(reply), 3):  # the reply's tail: caller index, kind, entry per entry found
+                hits.setdefault(base + int(reply[j]) - 1, {})[reply[j + 1].decode()] = _ENTRY_DECODER.decode(reply[j + 2])
             base += count
         groups = batch.groups()
         for i in batch.calls_of(hits):

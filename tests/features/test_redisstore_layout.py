@@ -10,15 +10,17 @@ import struct
 
 import msgspec
 import numpy as np
+import pytest
 import redis
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from features._online import digest6, start_times
+from features._online import Batch, digest6, start_times
+from features.assembly import classify_cached
 from features.contracts import Cdr
-from features.definitions import INDEX
+from features.definitions import INDEX, INGRESS_CODES
 from features.memstore import InMemoryStore
-from features.redisstore import RedisStore
+from features.redisstore import _FIXED_ARGS, SCRIPT_CALLS, RedisStore
 from features.registry_codec import epoch_ms
 from features.retention import EVENT_TTL_MS
 from features.store import ListEntry
@@ -158,3 +160,29 @@ def test_sim_box_imei_is_counted_and_trimmed_like_the_reference(redis_client: re
     assert x_red[199, col] == 200 and x_red[-1, col] == 100
     index = redis_client.get("cs:imei:" + imei)
     assert isinstance(index, bytes) and len(index) == 100 * 18  # the 200 of day 0 were dropped
+
+
+def test_batch_script_reply_is_one_flat_array(redis_client: redis.Redis) -> None:
+    """features/batch.lua answers one flat array: bits per call, 4 values per caller, the IMEI
+    strings, then 3 values per list entry (Redis 6.2 writes each nested array in a write(2) of
+    its own); a reply of any other shape is refused with the fix named."""
+    store = RedisStore(redis_client)
+    c = "+77017654321"
+    store.process([cdr(1), cdr(2, minutes=1)])
+    store.add_to_list(entry("block", c))
+    probes = [cdr(5, minutes=2), cdr(6, a=c, minutes=3), cdr(8, minutes=4)]  # callers A, c; IMEIs 2, 0
+    batch = Batch(probes, epoch_ms, store._prologue[False], _FIXED_ARGS, SCRIPT_CALLS, INGRESS_CODES,
+                  classify_cached)
+    (reply,) = store._scripts(batch.payload, batch.scripts)
+    assert batch.callers == [2] and batch.imeis == [2] and batch.heads == [3 + 4 * 2 + 2]
+    assert all(type(v) is int for v in reply[:3]) and reply[0] & 2  # A called B before
+    own, received, record, owners = reply[3:7]
+    assert own == redis_client.get("cs:out:" + A) and received == b"" and record == b"" and owners == 0
+    assert reply[7:11] == [b"", b"", b"", 0]  # c: no calls, not in the registry
+    assert reply[11:13] == [redis_client.get("cs:imei:" + f"35{2:013d}"), b""]  # cdr(2)'s IMEI; one never seen
+    assert reply[13:] == [2, b"block", redis_client.hget("cs:list:block", c)]
+    assert store.screen(probes)[1][1].block is not None
+
+    for broken in ([reply[:-1]], [reply[:12]], [None]):
+        with pytest.raises(ValueError, match="batch script returned"):
+            batch.features(broken, tuple(range(8)))
