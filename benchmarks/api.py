@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
 import functools
 import inspect
@@ -82,7 +83,7 @@ def asgi_echo_app() -> Any:
     return app
 
 
-def api_app(redis_url: str, registry_dir: str) -> Any:
+def api_app(redis_url: str, registry_dir: str, gc_freeze: bool = True) -> Any:
     import redis
     from redis.backoff import NoBackoff
     from redis.retry import Retry
@@ -94,6 +95,8 @@ def api_app(redis_url: str, registry_dir: str) -> Any:
 
     client = redis.Redis.from_url(redis_url, socket_timeout=0.1, socket_connect_timeout=0.1, retry=Retry(NoBackoff(), 0))
     config = ServiceConfig(redis_url=redis_url, keys=tuple(dev_keys()))
+    if not gc_freeze:
+        config = dataclasses.replace(config, gc_freeze=False)
     kwargs: dict[str, Any] = {}
     if "bulk_lanes" in inspect.signature(create_app).parameters:  # as deploy/api.py builds it (an older tree: none)
         kwargs["bulk_lanes"] = 2
@@ -106,9 +109,10 @@ def serve(kind: str, port: int, redis_url: str, registry_dir: str) -> None:
     import uvicorn
 
     sys.setswitchinterval(0.001)
-    app = {"echo": echo_app, "asgi": asgi_echo_app}.get(kind, lambda: api_app(redis_url, registry_dir))()
+    app = {"echo": echo_app, "asgi": asgi_echo_app}.get(
+        kind, lambda: api_app(redis_url, registry_dir, gc_freeze=kind != "api-nofreeze"))()
     http: Any = "httptools"
-    if kind == "api":
+    if kind in ("api", "api-nofreeze"):
         from service.protocol import SwitchProtocol
 
         http = SwitchProtocol
@@ -441,6 +445,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds per point (split into rounds)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per /v1/screen point")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--compare-gc", action="store_true",
+                        help="also serve the API without gc.freeze after start-up (ServiceConfig.gc_freeze=False)")
     args = parser.parse_args()
     from deploy.binaries import free_port, start_redis, stop
 
@@ -457,9 +463,12 @@ def main() -> int:
             results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg()},
                                        "world": facts, "runs": []}
             ports = {"bare echo": free_port(), "asgi echo": free_port(), "callscreen": free_port()}
+            if args.compare_gc:
+                ports["callscreen, no gc.freeze"] = free_port()
             # All servers up, measured in turn per connection count, so that the other
             # tenants of this shared machine weigh on all alike.
-            kinds = {"bare echo": "echo", "asgi echo": "asgi", "callscreen": "api"}
+            kinds = {"bare echo": "echo", "asgi echo": "asgi", "callscreen": "api",
+                     "callscreen, no gc.freeze": "api-nofreeze"}
             for name, port in ports.items():
                 servers.append(_start_server(kinds[name], port, url, root / "models", root / f"{kinds[name]}.log"))
             pids = {name: s.pid for name, s in zip(ports, servers, strict=True)}

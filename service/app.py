@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -77,6 +78,9 @@ def create_app(
             except Exception:  # no registry yet, unreadable aliases: start unready, keep polling
                 log.exception("initial model load failed; /readyz stays 503 until a champion loads")
             task = asyncio.create_task(runtime.watcher.run())
+        if config.gc_freeze:
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:

@@ -63,6 +63,10 @@ class ServiceConfig:
     """Run the engine in its own thread (the loop never waits on Redis) or inline in the event loop."""
     watch_interval_s: float = 1.0
     """How often the registry's aliases file is checked for a new champion."""
+    gc_freeze: bool = True
+    """Once start-up is done (the first model loaded), move every object then alive (modules,
+    FastAPI's routes, the model, clients) out of the cyclic GC's reach (``gc.freeze``), as the
+    worker does: a request's garbage is then collected without rescanning them."""
 
 
 class Runtime:

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from features.contracts import Subscriber, decode, encode
 from features.errors import ContractError
 from service import openapi
-from service.access import SECURED, SUBSCRIBER_READ, SUBSCRIBER_WRITE, requires, runtime_of
+from service.access import SUBSCRIBER_READ, SUBSCRIBER_WRITE, requires, runtime_of
 from service.auth import ApiKey, check_operator
 from service.limits import BODY_LIMITS, read_body
 from service.schemas import BulkErrorPublic, BulkResultPublic, MsisdnQuery, RemovedPublic, UpsertedPublic

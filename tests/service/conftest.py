@@ -58,6 +58,7 @@ def store(redis_url: str) -> Iterator[Any]:
 def make_app(store: Any) -> Callable[..., FastAPI]:
     def make(**config: Any) -> FastAPI:
         config.setdefault("keys", tuple(dev_keys()))
+        config.setdefault("gc_freeze", False)  # in-process: leave the test session's collector alone
         registry = config.pop("registry", None)
         return create_app(ServiceConfig(**config), store=store, registry=registry)
 

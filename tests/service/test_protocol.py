@@ -49,6 +49,7 @@ def make_server(make_app: Callable[..., FastAPI], store: Any) -> Iterator[Callab
     def make(http: Any, **config: Any) -> tuple[int, _CountingRoutes]:
         config.setdefault("keys", (*dev_keys(), SLOW))
         config.setdefault("deadline_ms", 5000.0)  # a cold first call must not hit the deadline
+        config.setdefault("gc_freeze", False)  # in-process: leave the test session's collector alone
         from service.app import ServiceConfig, create_app
 
         app = create_app(ServiceConfig(**config), store=store, engine=Engine(store, loaded("tiny-1")))

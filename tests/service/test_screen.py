@@ -49,7 +49,7 @@ def test_big_batches_run_on_the_bulk_lanes_with_the_main_engines_model(store: An
     from service.runtime import BULK_MIN
     from tests.models.tiny_model import loaded
 
-    config = ServiceConfig(keys=tuple(dev_keys()), deadline_ms=5000.0)
+    config = ServiceConfig(keys=tuple(dev_keys()), deadline_ms=5000.0, gc_freeze=False)
     busy = "+77011230001"  # 30 calls in the last hour: the tiny model flags it (warn or block)
     start = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10)  # before the screened calls (same ms: not counted)
     history = [cdr(a_number=busy, call_id=f"h{i}", answered=True, duration_s=5.0, ring_s=1.0,
