@@ -811,7 +811,7 @@ cdef class Batch:
                 in_script = min(self.per_script, n - s * self.per_script)
                 n_callers = self.callers[s]
                 n_dev = self.imeis[s]
-                at = in_script + 4 * n_callers + n_dev
+                at = self.heads[s]  # in_script + 4 * n_callers + n_dev
                 if reply is None:
                     raise ValueError("the batch script returned nil, not its reply array")
                 if PyList_GET_SIZE(reply) < at or (PyList_GET_SIZE(reply) - at) % 3:
