@@ -16,6 +16,9 @@ extensions = [
     Extension(
         ".".join(pyx.with_suffix("").parts),
         [str(pyx)],
+        # C headers beside the module (included from its C blocks, unseen by Cython):
+        # a change to one recompiles the module.
+        depends=[str(h) for h in sorted(pyx.parent.glob("*.h"))],
         include_dirs=[numpy.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=["-O3"],

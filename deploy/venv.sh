@@ -2,7 +2,7 @@
 # POSIX sh; needs only Python 3.11+ and a C compiler (the build compiles the Cython scorer).
 
 # ensure_venv EXTRAS: EXTRAS is "" (run) or "test". Installs `pip install -e .[EXTRAS]` into
-# $root/.venv when the venv is new or the packaging (pyproject.toml, setup.py, *.pyx, *.pxd)
+# $root/.venv when the venv is new or the packaging (pyproject.toml, setup.py, *.pyx, *.pxd, *.h)
 # changed since the last install; a stamp in .venv remembers what was installed.
 ensure_venv() {
     extras=$1

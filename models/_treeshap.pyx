@@ -27,10 +27,12 @@ side: one multiply) and the (1 - t) powers cancel in every product G T; only lea
 and bottom splits meet a power of (1 - t), from a table. (k <= 32, so no power leaves
 the double range: (1 - t) >= 0.0053 on the 16-point rule.)
 
-The kernel is C (below), on vectors of four doubles: a tree's rule has 4, 8, 12 or
-16 points, so every per-point step is one to four vector operations. It is compiled
-twice, for AVX2 + FMA and for baseline x86-64, and the AVX2 copy runs where the CPU
-has it (checked once at import). Every split's test for the row is made first, in
+The kernel is C (models/_treeshap_body.h), on vectors of four doubles: a tree's rule
+has 4, 8, 12 or 16 points, so every per-point step is one to four vector operations.
+It is compiled three times: for baseline x86-64, for AVX2 + FMA, and for AVX-512,
+where 8- and 16-point trees run on vectors of eight doubles (one or two operations
+per step instead of two or four); the best copy the CPU has runs (checked once at
+import). Every split's test for the row is made first, in
 one branch-free pass over all splits of the model.
 """
 
@@ -72,7 +74,7 @@ cdef extern from *:
        into phi (a feature's accumulators at feature * CS_MAX_POINTS * 8) and into the
        rule's tables of (1 - t) powers (power k at k * lanes * 32). */
 
-    /* An internal split that is not a simple bottom split (40 bytes), in preorder.
+    /* An internal split that is not a simple bottom split (40 bytes), level by level.
        Pairs are indexed by "the row goes left" (1: left child, 0: right child), so that
        hot and cold are loads, not branches. */
     typedef struct {
@@ -80,10 +82,26 @@ cdef extern from *:
         uint32_t off;     /* this node's vectors (the left child's follow them) */
         uint32_t roff;    /* the right child's */
         uint32_t out;     /* the feature's accumulators */
-        int32_t node;     /* local index (the rare path) */
-        int32_t right;    /* local index of the right child */
+        uint32_t rare;    /* a split that is not CS_SIMPLE: its index in the tree's cs_rare */
         uint32_t flags;   /* CS_SIMPLE or CS_REPEAT or neither */
     } cs_inner;
+
+    /* What a split that is not CS_SIMPLE needs (88 bytes), indexed by the row's ways
+       rather than branching on them. prev is the local index of the node below the
+       previous split on the feature along the path, or, without one, of the dummy node
+       (one past the largest tree, O = 1: as a previous split the row followed with
+       Zp = 1, which changes nothing). Reciprocal rows are byte offsets into the tree's
+       rcp, by Op = O[prev]: down, the edge factor's 1 / F (ones unless Op = 1: then
+       1 / (Zp + s)); up, 1 / F_prev (1 / Zp if Op = 0, 1 / (Zp + s) if Op = 1). */
+    typedef struct {
+        double K[2][2];   /* [child][Op]: z_c, and Z_c (the combined zero fraction) */
+        double Z[2];      /* Z_c per child */
+        double Zp;        /* combined zero fraction at the previous split (1.0 if none) */
+        int32_t child[2]; /* local indices of the (left, right) children */
+        int32_t prev;
+        uint32_t down[2];
+        uint32_t up[2];
+    } cs_rare;
 
     /* A simple split whose children are both leaves (40 bytes). */
     typedef struct {
@@ -114,18 +132,19 @@ cdef extern from *:
         const cs_inner* inner;
         const cs_bottom* bottom;
         const cs_leaf* leaves;
-        const cs_edge* edges;      /* per local node */
+        const cs_rare* rare;
         const cs_v4* s;            /* the rule: s = t / (1 - t) at its 4 * lanes points */
         const cs_v4* w;            /* weights / (1 - t): G at the root, scaled */
         const cs_v4* pw;           /* (1 - t)^k, k = 0 .. CS_MAX_POWER */
         const cs_v4* tpw;          /* t (1 - t)^k */
+        const double* rcp;         /* reciprocal rows of repeated splits' previous factors (cs_rare) */
         double expected;           /* Tree::ExpectedValue */
         int32_t n_inner, n_bottom, n_leaves;
         int32_t lanes;             /* vectors per point set (1 to 4); 0: a single leaf */
         int32_t dec;               /* index of this tree's first split in the decision array */
     } cs_tree;
 
-    #define CS_AT(base, off) ((cs_v4*)((char*)(base) + (off)))
+    #define CS_AT(base, off) ((CS_V*)((char*)(base) + (off)))  /* CS_V: the includer of _treeshap_body.h sets it */
 
     /* a if bit else b, by a mask: the row's way at a split is a coin flip, and GCC
        compiles `bit ? a : b` there to a branch. */
@@ -160,205 +179,51 @@ cdef extern from *:
         }
     }
 
-    /* Adds one tree's contributions to phi (CS_MAX_POINTS doubles per feature, one per
-       point; the caller sums them). G, T, M, acc: scratch of U vectors per local node;
-       O: one byte per local node; dec: the tree's decisions (inner splits, then bottom).
-
-       Down (preorder): O[c] is the combined one fraction of the edge into c; the edge
-       multiplies G by m_c = z_c + O_c s (divided by the previous factor Zp + Op s when
-       the feature was split on above), and G[root] holds the quadrature weights, so
-       that a sum over points is an integral.
-       Up (reverse preorder): T[n] = sum over children m_c * T[c]; the edge into c then
-       adds (O_c - Z_c) * G[parent] * T[c] to its feature.
-
-       U is a constant at every call site (the cs_shap_* wrappers), so each per-point
-       loop is U straight vector operations. */
-    static inline __attribute__((always_inline)) void cs_tree_body(
-            const cs_tree* tr, const uint8_t* __restrict dec, double* __restrict phi, uint8_t* __restrict O,
-            cs_v4* __restrict M, cs_v4* __restrict G, cs_v4* __restrict T, cs_v4* __restrict acc, const int U) {
-        const uint32_t S = (uint32_t)(U * sizeof(cs_v4));  /* bytes per node */
-        const cs_edge* __restrict edges = tr->edges;
-        const cs_inner* __restrict inner = tr->inner;
-        const cs_bottom* __restrict bottom = tr->bottom;
-        const cs_leaf* __restrict leaves = tr->leaves;
-        const cs_v4* __restrict pw = tr->pw;
-        const cs_v4* __restrict tpw = tr->tpw;
-        const uint32_t n_inner = (uint32_t)tr->n_inner, n_bottom = (uint32_t)tr->n_bottom;
-        const uint32_t n_leaves = (uint32_t)tr->n_leaves;
-        const uint8_t* __restrict dec_bottom = dec + n_inner;
-        cs_v4 sk[4];
-        for (int u = 0; u < U; u++) {
-            sk[u] = tr->s[u];
-            G[u] = tr->w[u];
-        }
-        /* ---- down: G of every node below an inner split ---- */
-        for (uint32_t j = 0; j < n_inner; j++) {
-            const cs_inner* sp = inner + j;
-            uint32_t left = dec[j];
-            uint32_t off = sp->off, L = off + S, R = sp->roff;
-            uint32_t flags = sp->flags;
-            const cs_v4* gi = CS_AT(G, off);
-            if (__builtin_expect(!(flags & CS_REPEAT), 1)) {
-                /* Hot child h: G (z_h + s); cold child: G z_c. Both are written, a leaf's G
-                   is never read: no branch on the row. */
-                uint32_t h = cs_pick(left, L, R), c = L ^ R ^ h;
-                double zh = sp->pair[left], zc = sp->pair[left ^ 1];
-                cs_v4* gh = CS_AT(G, h);
-                cs_v4* gc = CS_AT(G, c);
-                for (int u = 0; u < U; u++) {
-                    cs_v4 g = gi[u];
-                    gh[u] = zh * g + sk[u] * g;
-                    gc[u] = zc * g;
-                }
-                if (__builtin_expect(!(flags & CS_SIMPLE), 0)) {
-                    int32_t Ln = sp->node + 1, Rn = sp->right;
-                    O[Ln] = (uint8_t)left;
-                    O[Rn] = (uint8_t)(left ^ 1);
-                    if (edges[Ln].redone) memset(acc + Ln * U, 0, S);
-                    if (edges[Rn].redone) memset(acc + Rn * U, 0, S);
-                }
-            } else {
-                /* The feature was split on above: its factor Zp + Op s becomes
-                   Z + (Op and o) s. M is kept for the way up. */
-                int32_t Ln = sp->node + 1, Rn = sp->right;
-                uint32_t Op = O[edges[Ln].prev];
-                for (int side = 0; side < 2; side++) {
-                    int32_t c = side ? Rn : Ln;
-                    const cs_edge* e = edges + c;
-                    uint32_t Oc = Op & (side ? left ^ 1 : left);
-                    double oo = (double)Oc;
-                    O[c] = (uint8_t)Oc;
-                    for (int u = 0; u < U; u++) {
-                        cs_v4 m;
-                        if (Op)
-                            m = (e->Z + oo * sk[u]) / (e->Zp + sk[u]);
-                        else
-                            m = e->z + 0.0 * sk[u];
-                        M[c * U + u] = m;
-                        G[c * U + u] = gi[u] * m;
-                    }
-                    if (e->redone) memset(acc + c * U, 0, S);
-                }
-            }
-        }
-        /* ---- up ---- */
-        /* Bottom splits first (their T depends on nothing else). With k distinct features
-           above the split, its leaves' T are v (1 - t)^(k + 1), so
-           T = (1 - t)^(k + 1) E + t (1 - t)^k v_h, and the edges add
-           G (1 - t)^(k + 1) (v_h - E). */
-        for (uint32_t j = 0; j < n_bottom; j++) {
-            const cs_bottom* bp = bottom + j;
-            uint32_t left = dec_bottom[j];
-            double vh = bp->pair[left], E = bp->E, sd = vh - E;
-            const cs_v4* a = CS_AT(pw, bp->pow + S);
-            const cs_v4* b = CS_AT(tpw, bp->pow);
-            cs_v4* out = CS_AT(phi, bp->out);
-            const cs_v4* gi = CS_AT(G, bp->off);
-            cs_v4* ti = CS_AT(T, bp->off);
-            for (int u = 0; u < U; u++) {
-                out[u] += (gi[u] * a[u]) * sd;
-                ti[u] = a[u] * E + b[u] * vh;
-            }
-        }
-        for (uint32_t j = 0; j < n_leaves; j++) {
-            const cs_leaf* lf = leaves + j;
-            const cs_v4* a = CS_AT(pw, lf->pow);
-            cs_v4* tl = CS_AT(T, lf->off);
-            for (int u = 0; u < U; u++) tl[u] = lf->value * a[u];
-        }
-        for (uint32_t j = n_inner; j-- > 0;) {
-            const cs_inner* sp = inner + j;
-            uint32_t left = dec[j];
-            uint32_t off = sp->off, L = off + S, R = sp->roff;
-            cs_v4* out = CS_AT(phi, sp->out);
-            if (__builtin_expect(sp->flags == CS_SIMPLE, 1)) {
-                /* The only split on this feature along the path, z_h + z_c = 1. With
-                   d = T_h - T_c: T = (z_h + s) T_h + z_c T_c = T_c + z_h d + s T_h, and
-                   the edges add G ((1 - z_h) T_h - z_c T_c) = G_c d (G_c = z_c G). */
-                uint32_t h = cs_pick(left, L, R), c = L ^ R ^ h;
-                double zh = sp->pair[left];
-                const cs_v4* th = CS_AT(T, h);
-                const cs_v4* tc = CS_AT(T, c);
-                const cs_v4* gc = CS_AT(G, c);
-                cs_v4* ti = CS_AT(T, off);
-                for (int u = 0; u < U; u++) {
-                    cs_v4 d = th[u] - tc[u];
-                    ti[u] = sk[u] * th[u] + (zh * d + tc[u]);
-                    out[u] += gc[u] * d;
-                }
-                continue;
-            }
-            /* A feature split more than once on the path (rare), or covers that do not add up. */
-            int32_t i = sp->node, Ln = i + 1, Rn = sp->right;
-            int32_t p = edges[Ln].prev;
-            for (int u = 0; u < U; u++) {
-                cs_v4 ml, mr;
-                if (p < 0) {
-                    ml = edges[Ln].z + (double)O[Ln] * sk[u];
-                    mr = edges[Rn].z + (double)O[Rn] * sk[u];
-                } else {
-                    ml = M[Ln * U + u];
-                    mr = M[Rn * U + u];
-                }
-                T[i * U + u] = ml * T[Ln * U + u] + mr * T[Rn * U + u];
-            }
-            /* For the edge into c, R_c = sum over the leaves below of value * G_leaf / (the
-               leaf's final factor of this feature). Leaves with no later split on it give
-               G[i] / F_prev * T[c] (F_prev: the factor at the previous split, 1 if none);
-               the others come in through the later splits' corrections, collected in
-               acc[c]. Contributions telescope: each split on the feature adds the change of
-               its (O - Z). (Scaled: G T is the unscaled product across a new feature's
-               edge; across a repeated one the (1 - t) of F_prev cancels it.) */
-            double Zp, Op;
-            cs_v4 Gx[4];
-            if (p < 0) {
-                Zp = 1.0;
-                Op = 1.0;
-                for (int u = 0; u < U; u++) Gx[u] = G[i * U + u];
-            } else {
-                Op = O[p];
-                Zp = edges[Ln].Zp;
-                for (int u = 0; u < U; u++) Gx[u] = G[i * U + u] / (Zp + Op * sk[u]);
-            }
-            for (int side = 0; side < 2; side++) {
-                int32_t c = side ? Rn : Ln;
-                const cs_edge* e = edges + c;
-                double coef = ((double)O[c] - e->Z) - (Op - Zp);
-                for (int u = 0; u < U; u++) {
-                    cs_v4 r = Gx[u] * T[c * U + u];
-                    if (e->redone) r = r + acc[c * U + u];
-                    out[u] += coef * r;
-                    if (p >= 0) {
-                        /* This edge's share of the previous split's R: its leaves' R here
-                           instead of their G / F_prev there. */
-                        acc[p * U + u] += r - Gx[u] * M[c * U + u] * T[c * U + u];
-                    }
-                }
-            }
-        }
-    }
+    /* cs_tree_body_v4 and cs_tree_body_v8: one body (models/_treeshap_body.h) on
+       vectors of four doubles (AVX2 and baseline copies) or eight (AVX-512 copy). */
+    typedef double cs_v8 __attribute__((vector_size(64)));
+    #define CS_V cs_v4
+    #define CS_TREE_BODY cs_tree_body_v4
+    #include "_treeshap_body.h"
+    #undef CS_V
+    #undef CS_TREE_BODY
+    #define CS_V cs_v8
+    #define CS_TREE_BODY cs_tree_body_v8
+    #include "_treeshap_body.h"
+    #undef CS_V
+    #undef CS_TREE_BODY
 
     typedef void (*cs_shap_fn)(const cs_tree*, const uint8_t*, double*, uint8_t*, cs_v4*, int);
 
     /* One copy per (target, lanes). Scratch: four arrays of m nodes x U vectors. */
-    #define CS_SHAP_KERNEL(NAME, ATTR, U)                                                                  \\
+    #define CS_SHAP_KERNEL(NAME, ATTR, V, BODY, U)                                                      \\
         static ATTR void NAME(const cs_tree* tr, const uint8_t* dec, double* phi, uint8_t* O, cs_v4* s,  \\
                               int m) {                                                                    \\
-            cs_tree_body(tr, dec, phi, O, s, s + m * U, s + 2 * m * U, s + 3 * m * U, U);                 \\
+            V* v = (V*)s;                                                                                 \\
+            BODY(tr, dec, phi, O, v, v + m * U, v + 2 * m * U, v + 3 * m * U, U);                         \\
         }
+    #define CS_AVX512 __attribute__((target("avx512f,avx2,fma")))
     #define CS_AVX2 __attribute__((target("avx2,fma")))
     #define CS_BASE
-    CS_SHAP_KERNEL(cs_shap_avx2_1, CS_AVX2, 1)
-    CS_SHAP_KERNEL(cs_shap_avx2_2, CS_AVX2, 2)
-    CS_SHAP_KERNEL(cs_shap_avx2_3, CS_AVX2, 3)
-    CS_SHAP_KERNEL(cs_shap_avx2_4, CS_AVX2, 4)
-    CS_SHAP_KERNEL(cs_shap_base_1, CS_BASE, 1)
-    CS_SHAP_KERNEL(cs_shap_base_2, CS_BASE, 2)
-    CS_SHAP_KERNEL(cs_shap_base_3, CS_BASE, 3)
-    CS_SHAP_KERNEL(cs_shap_base_4, CS_BASE, 4)
-    static const cs_shap_fn cs_shap_kernels[2][4] = {
+    CS_SHAP_KERNEL(cs_shap_avx512_1, CS_AVX512, cs_v8, cs_tree_body_v8, 1)
+    CS_SHAP_KERNEL(cs_shap_avx512_2, CS_AVX512, cs_v8, cs_tree_body_v8, 2)
+    CS_SHAP_KERNEL(cs_shap_avx2_1, CS_AVX2, cs_v4, cs_tree_body_v4, 1)
+    CS_SHAP_KERNEL(cs_shap_avx2_2, CS_AVX2, cs_v4, cs_tree_body_v4, 2)
+    CS_SHAP_KERNEL(cs_shap_avx2_3, CS_AVX2, cs_v4, cs_tree_body_v4, 3)
+    CS_SHAP_KERNEL(cs_shap_avx2_4, CS_AVX2, cs_v4, cs_tree_body_v4, 4)
+    CS_SHAP_KERNEL(cs_shap_base_1, CS_BASE, cs_v4, cs_tree_body_v4, 1)
+    CS_SHAP_KERNEL(cs_shap_base_2, CS_BASE, cs_v4, cs_tree_body_v4, 2)
+    CS_SHAP_KERNEL(cs_shap_base_3, CS_BASE, cs_v4, cs_tree_body_v4, 3)
+    CS_SHAP_KERNEL(cs_shap_base_4, CS_BASE, cs_v4, cs_tree_body_v4, 4)
+    /* By instruction set (baseline, AVX2 + FMA, AVX-512) and rule (4, 8, 12, 16 points).
+       The scratch layout is the same for all: a node's vectors take points * 8 bytes, so
+       an 8- or 16-point rule is one or two vectors of eight doubles; a 4- or 12-point
+       rule stays on vectors of four. */
+    enum { CS_ISA_BASE = 0, CS_ISA_AVX2 = 1, CS_ISA_AVX512 = 2 };
+    static const cs_shap_fn cs_shap_kernels[3][4] = {
         {cs_shap_base_1, cs_shap_base_2, cs_shap_base_3, cs_shap_base_4},
         {cs_shap_avx2_1, cs_shap_avx2_2, cs_shap_avx2_3, cs_shap_avx2_4},
+        {cs_shap_avx2_1, cs_shap_avx512_1, cs_shap_avx2_3, cs_shap_avx512_2},
     };
     /* (GCC vectorises the first loop of cs_decide_body with emulated gathers, which
        take more instructions than the scalar loop.) */
@@ -374,9 +239,11 @@ cdef extern from *:
         cs_decide_body(keys, slots, n, cats, n_cats, xk, cat_bits, bounds, dec);
     }
 
-    static int cs_shap_has_avx2(void) {
+    /* The best copy this CPU (and its OS, for the AVX-512 state) runs. */
+    static int cs_shap_best_isa(void) {
         __builtin_cpu_init();
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return CS_ISA_BASE;
+        return __builtin_cpu_supports("avx512f") ? CS_ISA_AVX512 : CS_ISA_AVX2;
     }
 
     /* Every split's test, then every tree in order; the bias is summed as
@@ -384,9 +251,9 @@ cdef extern from *:
     static void cs_shap_trees(const cs_tree* trees, int n_trees, const int64_t* keys, const uint16_t* slots,
                               uint32_t n_splits, const uint32_t* cats, uint32_t n_cats, const int64_t* xk,
                               const uint32_t* cat_bits, const int32_t* bounds, double* phi, double* bias,
-                              uint8_t* dec, uint8_t* O, cs_v4* scratch, int m, int avx2) {
-        const cs_shap_fn* fns = cs_shap_kernels[avx2 ? 1 : 0];
-        (avx2 ? cs_decide_avx2 : cs_decide_base)(keys, slots, n_splits, cats, n_cats, xk, cat_bits, bounds, dec);
+                              uint8_t* dec, uint8_t* O, cs_v4* scratch, int m, int isa) {
+        const cs_shap_fn* fns = cs_shap_kernels[isa];
+        (isa != CS_ISA_BASE ? cs_decide_avx2 : cs_decide_base)(keys, slots, n_splits, cats, n_cats, xk, cat_bits, bounds, dec);
         for (int t = 0; t < n_trees; t++) {
             const cs_tree* tr = trees + t;
             *bias += tr->expected;
@@ -413,15 +280,18 @@ cdef extern from *:
         pass
     ctypedef struct cs_leaf:
         pass
+    ctypedef struct cs_rare:
+        pass
     ctypedef struct cs_tree:
         const cs_inner* inner
         const cs_bottom* bottom
         const cs_leaf* leaves
-        const cs_edge* edges
+        const cs_rare* rare
         const cs_v4* s
         const cs_v4* w
         const cs_v4* pw
         const cs_v4* tpw
+        const double* rcp
         double expected
         int32_t n_inner
         int32_t n_bottom
@@ -433,11 +303,11 @@ cdef extern from *:
         CS_REPEAT
         CS_MAX_POINTS
         CS_MAX_POWER
-    int cs_shap_has_avx2() noexcept nogil
+    int cs_shap_best_isa() noexcept nogil
     void cs_shap_trees(const cs_tree* trees, int n_trees, const int64_t* keys, const uint16_t* slots,
                        uint32_t n_splits, const uint32_t* cats, uint32_t n_cats, const int64_t* xk,
                        const uint32_t* cat_bits, const int32_t* bounds, double* phi, double* bias,
-                       uint8_t* dec, uint8_t* O, cs_v4* scratch, int m, int avx2) noexcept nogil
+                       uint8_t* dec, uint8_t* O, cs_v4* scratch, int m, int isa) noexcept nogil
     void* cs_shap_alloc(size_t bytes) noexcept nogil
 
 
@@ -454,8 +324,9 @@ cdef enum:
     MAX_POINTS = 16
 
 RULES = (4, 8, 12, 16)  # point counts a tree may use: one to four vectors of four doubles
-cdef int HAS_AVX2_C = cs_shap_has_avx2()
-HAS_AVX2 = bool(HAS_AVX2_C)  # the kernel copy this process runs (AVX2 + FMA or baseline)
+# The kernel copies, by the instruction set they are compiled for (the C block's CS_ISA_*).
+ISAS = ("base", "avx2", "avx512")
+BEST_ISA = ISAS[cs_shap_best_isa()]  # the copy this process runs unless told otherwise
 
 # The row transform mirrors _predictor.pyx's _walk_row line for line (that module is
 # the scorer's and has no .pxd to share); the parity tests compare both to LightGBM.
@@ -520,13 +391,17 @@ def _aligned_zeros(Py_ssize_t n, dtype):
 EDGE_DTYPE = np.dtype(
     [("z", "f8"), ("Z", "f8"), ("Zp", "f8"), ("prev", "i4"), ("feature", "i4"), ("redone", "u1")], align=True)
 INNER_DTYPE = np.dtype(
-    [("pair", "f8", (2,)), ("off", "u4"), ("roff", "u4"), ("out", "u4"), ("node", "i4"), ("right", "i4"),
-     ("flags", "u4")], align=True)
+    [("pair", "f8", (2,)), ("off", "u4"), ("roff", "u4"), ("out", "u4"), ("rare", "u4"), ("flags", "u4")],
+    align=True)
+RARE_DTYPE = np.dtype(
+    [("K", "f8", (2, 2)), ("Z", "f8", (2,)), ("Zp", "f8"), ("child", "i4", (2,)), ("prev", "i4"), ("down", "u4", (2,)),
+     ("up", "u4", (2,))], align=True)
 BOTTOM_DTYPE = np.dtype(
     [("pair", "f8", (2,)), ("E", "f8"), ("off", "u4"), ("out", "u4"), ("pow", "u4")], align=True)
 LEAF_DTYPE = np.dtype([("value", "f8"), ("off", "u4"), ("pow", "u4")], align=True)
 _SIZES = {"cs_edge": (EDGE_DTYPE, sizeof(cs_edge)), "cs_inner": (INNER_DTYPE, sizeof(cs_inner)),
-          "cs_bottom": (BOTTOM_DTYPE, sizeof(cs_bottom)), "cs_leaf": (LEAF_DTYPE, sizeof(cs_leaf))}
+          "cs_bottom": (BOTTOM_DTYPE, sizeof(cs_bottom)), "cs_leaf": (LEAF_DTYPE, sizeof(cs_leaf)),
+          "cs_rare": (RARE_DTYPE, sizeof(cs_rare))}
 
 
 def _rule_tables(int q):
@@ -552,7 +427,8 @@ cdef class TreeShap:
     cdef readonly int n_trees
     cdef readonly int max_points
     cdef readonly Py_ssize_t nbytes
-    cdef readonly bint avx2  # runs the AVX2 + FMA kernel copy (else the baseline one)
+    cdef readonly str isa  # the kernel copy it runs: one of ISAS
+    cdef int _isa
     cdef int _max_nodes
     cdef int _max_lanes
     cdef uint32_t _n_splits
@@ -566,11 +442,12 @@ cdef class TreeShap:
     cdef const uint8_t[::1] _kinds
     cdef object _keep
 
-    def __init__(self, nodes, roots, counts, expected, cat_bounds, cat_bits, feature_kinds, *, avx2=None):
+    def __init__(self, nodes, roots, counts, expected, cat_bounds, cat_bits, feature_kinds, *, isa=None):
         """Build the tables from the compiler's flat arrays (models.compiler.CompiledModel).
 
-        ``avx2``: None runs the AVX2 + FMA copy where the CPU has it; False forces the
-        baseline copy (the tests run both); True where the CPU lacks it is an error.
+        ``isa``: None runs the best kernel copy the CPU has (``BEST_ISA``); "base",
+        "avx2" or "avx512" forces one (the tests run each this CPU can); one the CPU
+        lacks is an error.
         Raises ModelUnsupportedError for a model this algorithm cannot take exactly (a
         split with an empty side, or more than 2 * MAX_POINTS features on one path).
         """
@@ -586,9 +463,13 @@ cdef class TreeShap:
         cat_bits = np.ascontiguousarray(cat_bits if len(cat_bits) else np.zeros(1, np.uint32), np.uint32)
         self.n_features = n_features
         self.n_trees = roots.shape[0]
-        if avx2 and not HAS_AVX2:
-            raise ValueError("avx2=True, but this CPU lacks AVX2 or FMA; pass avx2=None to detect")
-        self.avx2 = HAS_AVX2 if avx2 is None else bool(avx2)
+        isa = BEST_ISA if isa is None else isa
+        if isa not in ISAS:
+            raise ValueError(f"isa={isa!r}: expected one of {ISAS} or None (the best this CPU runs)")
+        if ISAS.index(isa) > ISAS.index(BEST_ISA):
+            raise ValueError(f"isa={isa!r}, but this CPU runs at most {BEST_ISA!r}; pass isa=None to detect")
+        self.isa = isa
+        self._isa = ISAS.index(isa)
         if np.any(counts <= 0):
             raise ModelUnsupportedError(
                 "a split sends no training rows to one side (zero cover); exact fast TreeSHAP "
@@ -634,11 +515,11 @@ cdef class TreeShap:
         inner["off"] = local[inner_i] * stride[inner_i]
         inner["roff"] = local[right[inner_i]] * stride[inner_i]
         inner["out"] = feature[inner_i].astype(np.int64) * MAX_POINTS * 8
-        inner["node"] = local[inner_i]
-        inner["right"] = local[right[inner_i]]
         flags = np.zeros(n_nodes, dtype=np.uint32)
         flags[nodes_i] = np.where(simple, CS_SIMPLE, 0) | np.where(repeat, CS_REPEAT, 0)
         inner["flags"] = flags[inner_i]
+        is_rare = inner["flags"] != CS_SIMPLE
+        inner["rare"][is_rare] = np.arange(int(is_rare.sum()))
 
         bottom = np.zeros(len(bottom_i), dtype=BOTTOM_DTYPE)
         z_left = edges["z"][bottom_i + 1]
@@ -678,12 +559,16 @@ cdef class TreeShap:
         dec_start = inner_start + bottom_start  # this tree's first split in decision order
 
         rules = {q: _rule_tables(q) for q in set(points.tolist()) - {0}}
+        max_nodes = int((ends - roots).max()) if self.n_trees else 1
+        rare, rcp = _rare_tables(inner_i[is_rare], right, local, edges, points[tree_of[inner_i[is_rare]]], rules,
+                                 max_nodes)
         tree_bytes = _aligned_zeros(self.n_trees * sizeof(cs_tree), np.uint8)
         trees = <cs_tree*>cnp.PyArray_DATA(tree_bytes)
         cdef const char* inner_p = <const char*>cnp.PyArray_DATA(inner)
         cdef const char* bottom_p = <const char*>cnp.PyArray_DATA(bottom)
         cdef const char* leaves_p = <const char*>cnp.PyArray_DATA(leaves)
-        cdef const cs_edge* edges_p = <const cs_edge*>cnp.PyArray_DATA(edges)
+        cdef const cs_rare* rare_p = <const cs_rare*>cnp.PyArray_DATA(rare)
+        cdef const double* rcp_p = <const double*>cnp.PyArray_DATA(rcp)
         cdef const double* rule_p
         cdef int32_t[::1] roots_v = np.ascontiguousarray(roots, dtype=np.int32)
         cdef int32_t[::1] points_v = points
@@ -702,7 +587,8 @@ cdef class TreeShap:
             trees[t].n_bottom = bottom_v[t + 1] - bottom_v[t]
             trees[t].leaves = <const cs_leaf*>(leaves_p + leaf_v[t] * sizeof(cs_leaf))
             trees[t].n_leaves = leaf_v[t + 1] - leaf_v[t]
-            trees[t].edges = edges_p + roots_v[t]
+            trees[t].rare = rare_p
+            trees[t].rcp = rcp_p
             trees[t].dec = dec_v[t]
             if q:
                 rule_p = <const double*>cnp.PyArray_DATA(rules[q])
@@ -719,19 +605,19 @@ cdef class TreeShap:
         self._cat_bounds = cat_bounds
         self._cat_bits = cat_bits
         self._kinds = feature_kinds
-        self._max_nodes = int((ends - roots).max()) if self.n_trees else 1
+        self._max_nodes = max_nodes
         self.max_points = int(points.max()) if self.n_trees else 0
         self._max_lanes = max(1, self.max_points // 4)
-        self._keep = (cat_bounds, cat_bits, feature_kinds, edges, inner, bottom, leaves, keys, slots, cats, rules,
-                      tree_bytes)
-        self.nbytes = sum(a.nbytes for a in (edges, inner, bottom, leaves, keys, slots, cats, tree_bytes))
+        self._keep = (cat_bounds, cat_bits, feature_kinds, inner, bottom, leaves, rare, keys, slots, cats, rules,
+                      rcp, tree_bytes)
+        self.nbytes = sum(a.nbytes for a in (inner, bottom, leaves, rare, keys, slots, cats, rcp, tree_bytes))
 
     def contributions_into(self, x, double[::1] phi):
         """TreeSHAP contributions of one row into phi (n_features + 1, bias last)."""
         cdef cnp.ndarray arr = np.ascontiguousarray(x, dtype=np.float64)
         cdef const double* row
         cdef int k, f, F = self.n_features
-        cdef int m = self._max_nodes
+        cdef int m = self._max_nodes + 1  # the largest tree's nodes and the dummy (cs_rare)
         cdef size_t vectors = 4 * <size_t>m * self._max_lanes
         cdef double total, bias = 0.0
         cdef double* phiv
@@ -745,7 +631,8 @@ cdef class TreeShap:
             raise RowShapeError(f"contribution buffer has {phi.shape[0]} slots; expected {F + 1}")
         row = <const double*>cnp.PyArray_DATA(arr)
         # One block: phiv (F x MAX_POINTS), scratch (4 arrays of m x lanes vectors of 4
-        # doubles), the transformed row (2F + 1 keys), the decisions, O (m bytes).
+        # doubles), the transformed row (2F + 1 keys), the decisions, O (m bytes, the
+        # dummy's 1 last).
         phiv = <double*>cs_shap_alloc((F * MAX_POINTS + 4 * vectors) * sizeof(double)
                                       + (2 * F + 1) * sizeof(int64_t) + self._n_splits + m)
         if phiv == NULL:
@@ -753,13 +640,14 @@ cdef class TreeShap:
         scratch = <cs_v4*>(phiv + F * MAX_POINTS)
         xk = <int64_t*>(phiv + F * MAX_POINTS + 4 * vectors)
         dec = <uint8_t*>(xk + 2 * F + 1)
+        dec[self._n_splits + m - 1] = 1  # O[dummy]: no tree writes it
         with nogil:
             _walk_row(row, xk, &self._kinds[0], F)
             memset(phiv, 0, F * MAX_POINTS * sizeof(double))
             cs_shap_trees(self._trees, self.n_trees, &self._keys[0] if self._n_splits else NULL,
                           &self._slots[0] if self._n_splits else NULL, self._n_splits,
                           &self._cats[0] if self._n_cats else NULL, self._n_cats, xk, &self._cat_bits[0],
-                          &self._cat_bounds[0], phiv, &bias, dec, dec + self._n_splits, scratch, m, self.avx2)
+                          &self._cat_bounds[0], phiv, &bias, dec, dec + self._n_splits, scratch, m, self._isa)
             phi[F] = bias
             for f in range(F):
                 total = 0.0
@@ -767,6 +655,50 @@ cdef class TreeShap:
                     total += phiv[f * MAX_POINTS + k]
                 phi[f] = total
         free(phiv)
+
+
+def _rare_tables(rare_i, right, local, edges, points, rules, int dummy):
+    """The cs_rare records of the splits rare_i (in the kernel's order) and the rows of
+    reciprocals they point to (see cs_rare): per point count a row of ones, then per
+    split with a previous split on its feature 1 / (Zp + s) and 1 / Zp. Rows are
+    64-byte aligned (an 8-point row is one vector of eight doubles)."""
+    rl = rare_i + 1
+    rr = right[rare_i]
+    prev = edges["prev"][rl]
+    has_prev = prev >= 0
+    # Both children's edges see the same previous split (the search starts at the parent).
+    assert np.array_equal(prev, edges["prev"][rr]) and np.array_equal(edges["Zp"][rl], edges["Zp"][rr])
+    rare = np.zeros(len(rare_i), dtype=RARE_DTYPE)
+    for side, c in enumerate((rl, rr)):
+        rare["K"][:, side, 0] = edges["z"][c]
+        rare["K"][:, side, 1] = edges["Z"][c]
+        rare["Z"][:, side] = edges["Z"][c]
+        rare["child"][:, side] = local[c]
+    rare["Zp"] = edges["Zp"][rl]
+    rare["prev"] = np.where(has_prev, prev, dummy)
+    width = {q: (q + 7) // 8 * 8 for q in rules}
+    n_rows = sum(width.values()) + 2 * sum(width[q] for q in points[has_prev].tolist())
+    rcp = _aligned_zeros(max(n_rows, 8), np.float64)
+    ones = {}
+    at = 0
+    for q in sorted(rules):
+        ones[q] = at * 8
+        rcp[at:at + q] = 1.0
+        at += width[q]
+    for k in range(len(rare_i)):
+        q = int(points[k])
+        one = ones[q]
+        if not has_prev[k]:
+            rare["down"][k] = (one, one)
+            rare["up"][k] = (one, one)
+            continue
+        zp = float(rare["Zp"][k])
+        rcp[at:at + q] = 1.0 / (zp + rules[q][0])
+        rcp[at + width[q]:at + width[q] + q] = 1.0 / zp
+        rare["down"][k] = (one, at * 8)
+        rare["up"][k] = ((at + width[q]) * 8, at * 8)
+        at += 2 * width[q]
+    return rare, rcp
 
 
 cdef int _link(Py_ssize_t n_nodes, const int32_t[::1] roots, const int32_t[::1] right,

@@ -16,7 +16,7 @@ import numpy.typing as npt
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from models._treeshap import TreeShap
+from models._treeshap import BEST_ISA, ISAS, TreeShap
 
 from models import Scorer
 from models.compiler import CompiledModel
@@ -27,11 +27,23 @@ from tests.models.test_parity import row_values
 
 DATA = Path(__file__).parent / "data"
 MODELS = sorted(p.stem for p in DATA.glob("*.txt"))
+RUNNABLE_ISAS = ISAS[:ISAS.index(BEST_ISA) + 1]  # the kernel copies this CPU can run
 
 
-def tables(model: CompiledModel, *, avx2: bool | None = None) -> TreeShap:
+def tables(model: CompiledModel, *, isa: str | None = None) -> TreeShap:
     return TreeShap(model.nodes, model.roots, model.counts, model.expected, model.cat_bounds,
-                    model.cat_bits, model.feature_kinds, avx2=avx2)
+                    model.cat_bits, model.feature_kinds, isa=isa)
+
+
+def assert_every_copy_agrees(scorer: Scorer, X: npt.NDArray[np.float64]) -> None:
+    """Each kernel copy this CPU runs gives the default copy's contributions (to rounding)."""
+    fast = np.array([scorer.contributions(x) for x in X])
+    for isa in RUNNABLE_ISAS:
+        copy = tables(scorer.model, isa=isa)
+        phi = np.empty_like(fast)
+        for x, out in zip(X, phi):
+            copy.contributions_into(x, out)
+        np.testing.assert_allclose(phi, fast, rtol=0, atol=1e-12, err_msg=isa)
 
 
 def assert_matches(scorer: Scorer, X: npt.NDArray[np.float64], expected: npt.ArrayLike) -> None:
@@ -75,6 +87,7 @@ def test_deep_trees_with_repeated_and_categorical_splits(seed: int) -> None:
     Xt[::13, 6] = 1e6
     Xt[::7, 2] = np.inf
     assert_matches(scorer, Xt, booster.predict(Xt, pred_contrib=True))
+    assert_every_copy_agrees(scorer, Xt)
 
 
 def test_wide_models_use_the_large_rules_and_are_exact() -> None:
@@ -97,6 +110,7 @@ def test_wide_models_use_the_large_rules_and_are_exact() -> None:
     fast = np.array([scorer.contributions(x) for x in Xt])
     np.testing.assert_allclose(fast.sum(axis=1), booster.predict(Xt, raw_score=True), rtol=0, atol=1e-12)
     np.testing.assert_allclose(fast, booster.predict(Xt, pred_contrib=True), rtol=0, atol=1e-7)
+    assert_every_copy_agrees(scorer, Xt)
     for x, phi in zip(Xt[:2], fast[:2]):
         exact = np.array([float(v) for v in exact_contributions(scorer.model, x)])
         np.testing.assert_allclose(phi, exact, rtol=0, atol=1e-13)
@@ -168,15 +182,17 @@ def test_single_leaf_trees_only_add_to_the_bias() -> None:
     assert_matches(scorer, X, booster.predict(X, pred_contrib=True))
 
 
+@pytest.mark.parametrize("isa", RUNNABLE_ISAS)
 @pytest.mark.parametrize("name", MODELS)
-def test_baseline_kernel_copy_matches_lightgbm(name: str) -> None:
-    # The AVX2 + FMA copy runs on this machine; the baseline x86-64 copy (for CPUs
-    # without AVX2) is the same C compiled without them: it must be exact too.
+def test_every_kernel_copy_this_cpu_runs_matches_lightgbm(name: str, isa: str) -> None:
+    # The best copy runs by default; the others (baseline x86-64 for CPUs without AVX2,
+    # AVX2 + FMA for CPUs without AVX-512) are the same C compiled for less: each must
+    # be exact too.
     path = DATA / f"{name}.txt"
     scorer = Scorer.from_file(path)
     booster = lgb.Booster(model_file=str(path))
-    base = tables(scorer.model, avx2=False)
-    assert not base.avx2
+    base = tables(scorer.model, isa=isa)
+    assert base.isa == isa
     X, _ = make_data(11, n=40, nan_rate=0.2, zero_rate=0.2, categorical=True)
     X[::5, CATEGORICAL[0]] = -2.0
     X[::7, 2] = -np.inf
@@ -186,6 +202,16 @@ def test_baseline_kernel_copy_matches_lightgbm(name: str) -> None:
     np.testing.assert_allclose(phi, booster.predict(X, pred_contrib=True), rtol=0, atol=1e-9)
     fast = np.array([scorer.contributions(x) for x in X])
     np.testing.assert_allclose(phi, fast, rtol=0, atol=1e-12)
+
+
+def test_a_kernel_copy_is_named_and_must_be_runnable() -> None:
+    model = Scorer.from_file(DATA / "numerical.txt").model
+    assert tables(model).isa == BEST_ISA
+    with pytest.raises(ValueError, match="expected one of"):
+        tables(model, isa="sse9")
+    for isa in ISAS[ISAS.index(BEST_ISA) + 1:]:  # none on a CPU with AVX-512
+        with pytest.raises(ValueError, match="this CPU runs at most"):
+            tables(model, isa=isa)
 
 
 def test_wrong_rows_are_refused() -> None:
