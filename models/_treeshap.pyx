@@ -160,22 +160,24 @@ cdef extern from *:
         return ((bits[start + (code >> 5)] >> (code & 31)) & 1) ^ 1;
     }
 
-    /* dec[k] = 1 if the row goes left at split k: the scorer's cs_step, as a value. Every
-       split is first tested as numerical (x <= key on the order-preserving integer
-       keys); the categorical ones are then tested again as bit tests. cats[j]: split
-       index, top bit set for a bitset past 64 codes. */
+    /* dec[k] = 1 if the row goes left at split k: the scorer's cs_step, as a value, in
+       one pass: x <= key (numerical, on the order-preserving integer keys) or x & key
+       (categorical: the row's code as a one-hot word against the split's bitset),
+       picked by is_cat[k] with a mask (most of a model's splits can be categorical; a
+       second pass over them cost more than the first). wide[j]: the splits whose
+       bitset goes past 64 codes (rare), tested again afterwards. */
     static inline __attribute__((always_inline)) void cs_decide_body(
-            const int64_t* __restrict keys, const uint16_t* __restrict slots, uint32_t n,
-            const uint32_t* __restrict cats, uint32_t n_cats, const int64_t* __restrict xk,
+            const int64_t* __restrict keys, const uint16_t* __restrict slots, const uint8_t* __restrict is_cat,
+            uint32_t n, const uint32_t* __restrict wide, uint32_t n_wide, const int64_t* __restrict xk,
             const uint32_t* cat_bits, const int32_t* bounds, uint8_t* __restrict dec) {
-        for (uint32_t k = 0; k < n; k++) dec[k] = xk[slots[k]] <= keys[k];
-        for (uint32_t j = 0; j < n_cats; j++) {
-            uint32_t k = cats[j] & 0x7FFFFFFFu;
+        for (uint32_t k = 0; k < n; k++) {
             int64_t x = xk[slots[k]], p = keys[k];
-            if (__builtin_expect(cats[j] >> 31, 0))
-                dec[k] = (uint8_t)(cs_shap_wide_right(x, p, cat_bits, bounds) ^ 1);
-            else
-                dec[k] = (x & p) != 0;
+            uint8_t le = x <= p, in = (x & p) != 0;
+            dec[k] = le ^ ((le ^ in) & is_cat[k]);
+        }
+        for (uint32_t j = 0; j < n_wide; j++) {
+            uint32_t k = wide[j];
+            dec[k] = (uint8_t)(cs_shap_wide_right(xk[slots[k]], keys[k], cat_bits, bounds) ^ 1);
         }
     }
 
@@ -228,15 +230,15 @@ cdef extern from *:
     /* (GCC vectorises the first loop of cs_decide_body with emulated gathers, which
        take more instructions than the scalar loop.) */
     #define CS_SCALAR __attribute__((optimize("no-tree-vectorize")))
-    static CS_AVX2 CS_SCALAR void cs_decide_avx2(const int64_t* keys, const uint16_t* slots, uint32_t n, const uint32_t* cats,
-                                       uint32_t n_cats, const int64_t* xk, const uint32_t* cat_bits,
-                                       const int32_t* bounds, uint8_t* dec) {
-        cs_decide_body(keys, slots, n, cats, n_cats, xk, cat_bits, bounds, dec);
+    static CS_AVX2 CS_SCALAR void cs_decide_avx2(const int64_t* keys, const uint16_t* slots, const uint8_t* is_cat,
+                                                 uint32_t n, const uint32_t* wide, uint32_t n_wide, const int64_t* xk,
+                                                 const uint32_t* cat_bits, const int32_t* bounds, uint8_t* dec) {
+        cs_decide_body(keys, slots, is_cat, n, wide, n_wide, xk, cat_bits, bounds, dec);
     }
-    static CS_SCALAR void cs_decide_base(const int64_t* keys, const uint16_t* slots, uint32_t n, const uint32_t* cats,
-                               uint32_t n_cats, const int64_t* xk, const uint32_t* cat_bits,
-                               const int32_t* bounds, uint8_t* dec) {
-        cs_decide_body(keys, slots, n, cats, n_cats, xk, cat_bits, bounds, dec);
+    static CS_SCALAR void cs_decide_base(const int64_t* keys, const uint16_t* slots, const uint8_t* is_cat, uint32_t n,
+                                         const uint32_t* wide, uint32_t n_wide, const int64_t* xk,
+                                         const uint32_t* cat_bits, const int32_t* bounds, uint8_t* dec) {
+        cs_decide_body(keys, slots, is_cat, n, wide, n_wide, xk, cat_bits, bounds, dec);
     }
 
     /* The best copy this CPU (and its OS, for the AVX-512 state) runs. */
@@ -249,11 +251,12 @@ cdef extern from *:
     /* Every split's test, then every tree in order; the bias is summed as
        Tree::PredictContrib sums it. */
     static void cs_shap_trees(const cs_tree* trees, int n_trees, const int64_t* keys, const uint16_t* slots,
-                              uint32_t n_splits, const uint32_t* cats, uint32_t n_cats, const int64_t* xk,
+                              const uint8_t* is_cat, uint32_t n_splits, const uint32_t* wide, uint32_t n_wide, const int64_t* xk,
                               const uint32_t* cat_bits, const int32_t* bounds, double* phi, double* bias,
                               uint8_t* dec, uint8_t* O, cs_v4* scratch, int m, int isa) {
         const cs_shap_fn* fns = cs_shap_kernels[isa];
-        (isa != CS_ISA_BASE ? cs_decide_avx2 : cs_decide_base)(keys, slots, n_splits, cats, n_cats, xk, cat_bits, bounds, dec);
+        (isa != CS_ISA_BASE ? cs_decide_avx2 : cs_decide_base)(keys, slots, is_cat, n_splits, wide, n_wide, xk, cat_bits,
+                                                               bounds, dec);
         for (int t = 0; t < n_trees; t++) {
             const cs_tree* tr = trees + t;
             *bias += tr->expected;
@@ -305,7 +308,7 @@ cdef extern from *:
         CS_MAX_POWER
     int cs_shap_best_isa() noexcept nogil
     void cs_shap_trees(const cs_tree* trees, int n_trees, const int64_t* keys, const uint16_t* slots,
-                       uint32_t n_splits, const uint32_t* cats, uint32_t n_cats, const int64_t* xk,
+                       const uint8_t* is_cat, uint32_t n_splits, const uint32_t* wide, uint32_t n_wide, const int64_t* xk,
                        const uint32_t* cat_bits, const int32_t* bounds, double* phi, double* bias,
                        uint8_t* dec, uint8_t* O, cs_v4* scratch, int m, int isa) noexcept nogil
     void* cs_shap_alloc(size_t bytes) noexcept nogil
@@ -432,11 +435,12 @@ cdef class TreeShap:
     cdef int _max_nodes
     cdef int _max_lanes
     cdef uint32_t _n_splits
-    cdef uint32_t _n_cats
+    cdef uint32_t _n_wide
     cdef const cs_tree* _trees  # into self._keep (a byte array of n_trees cs_tree)
     cdef const int64_t[::1] _keys  # per split, in decision order (tree by tree: inner, then bottom)
     cdef const uint16_t[::1] _slots
-    cdef const uint32_t[::1] _cats
+    cdef const uint8_t[::1] _is_cat
+    cdef const uint32_t[::1] _wide
     cdef const int32_t[::1] _cat_bounds
     cdef const uint32_t[::1] _cat_bits
     cdef const uint8_t[::1] _kinds
@@ -502,11 +506,16 @@ cdef class TreeShap:
         adds_up = counts[left_i] + counts[right_i] == counts[nodes_i]
         simple = ~repeat & (edges["redone"][left_i] == 0) & (edges["redone"][right_i] == 0) & adds_up
         bottom_mask = simple & ~internal[left_i] & ~internal[right_i]
+        simple_all = np.zeros(n_nodes, dtype=bool)
+        simple_all[nodes_i] = simple
         # Inner splits level by level (a parent still comes before its children, and
         # after them on the way up), so that consecutive splits do not wait on each
         # other's vectors: in preorder a split follows its parent, a dependent load.
+        # Within a level the simple splits come first and the rare ones last, so the
+        # kernel's one branch (simple or rare) changes at most twice per level.
         inner_i = nodes_i[~bottom_mask]
-        inner_i = inner_i[np.lexsort((inner_i, level[inner_i], tree_of[inner_i]))]
+        rare_key = (~simple_all[inner_i]).astype(np.int8)
+        inner_i = inner_i[np.lexsort((inner_i, rare_key, level[inner_i], tree_of[inner_i]))]
         bottom_i = nodes_i[bottom_mask]
 
         inner = np.zeros(len(inner_i), dtype=INNER_DTYPE)
@@ -553,9 +562,8 @@ cdef class TreeShap:
         walk = walk_layout(nodes, cat_bounds, cat_bits, n_features)[split_nodes]
         keys = np.ascontiguousarray(walk["p"], dtype=np.int64)
         slots = np.ascontiguousarray(walk["slot"], dtype=np.uint16)
-        is_cat = np.flatnonzero(walk["bits"] != 0)
-        cats = (is_cat.astype(np.uint32) | np.where(walk["wide"][is_cat] != 0, np.uint32(1 << 31), np.uint32(0))
-                ).astype(np.uint32)
+        is_cat = np.ascontiguousarray(walk["bits"] != 0, dtype=np.uint8)
+        wide = np.flatnonzero(walk["wide"] != 0).astype(np.uint32)
         dec_start = inner_start + bottom_start  # this tree's first split in decision order
 
         rules = {q: _rule_tables(q) for q in set(points.tolist()) - {0}}
@@ -599,18 +607,20 @@ cdef class TreeShap:
         self._trees = trees
         self._keys = keys
         self._slots = slots
-        self._cats = cats
+        self._is_cat = is_cat
+        self._wide = wide
         self._n_splits = len(keys)
-        self._n_cats = len(cats)
+        self._n_wide = len(wide)
         self._cat_bounds = cat_bounds
         self._cat_bits = cat_bits
         self._kinds = feature_kinds
         self._max_nodes = max_nodes
         self.max_points = int(points.max()) if self.n_trees else 0
         self._max_lanes = max(1, self.max_points // 4)
-        self._keep = (cat_bounds, cat_bits, feature_kinds, inner, bottom, leaves, rare, keys, slots, cats, rules,
+        self._keep = (cat_bounds, cat_bits, feature_kinds, inner, bottom, leaves, rare, keys, slots, is_cat, wide, rules,
                       rcp, tree_bytes)
-        self.nbytes = sum(a.nbytes for a in (inner, bottom, leaves, rare, keys, slots, cats, rcp, tree_bytes))
+        self.nbytes = sum(a.nbytes for a in (inner, bottom, leaves, rare, keys, slots, is_cat, wide, rcp,
+                                             tree_bytes))
 
     def contributions_into(self, x, double[::1] phi):
         """TreeSHAP contributions of one row into phi (n_features + 1, bias last)."""
@@ -645,8 +655,9 @@ cdef class TreeShap:
             _walk_row(row, xk, &self._kinds[0], F)
             memset(phiv, 0, F * MAX_POINTS * sizeof(double))
             cs_shap_trees(self._trees, self.n_trees, &self._keys[0] if self._n_splits else NULL,
-                          &self._slots[0] if self._n_splits else NULL, self._n_splits,
-                          &self._cats[0] if self._n_cats else NULL, self._n_cats, xk, &self._cat_bits[0],
+                          &self._slots[0] if self._n_splits else NULL,
+                          &self._is_cat[0] if self._n_splits else NULL, self._n_splits,
+                          &self._wide[0] if self._n_wide else NULL, self._n_wide, xk, &self._cat_bits[0],
                           &self._cat_bounds[0], phiv, &bias, dec, dec + self._n_splits, scratch, m, self._isa)
             phi[F] = bias
             for f in range(F):
