@@ -17,8 +17,9 @@ quadrature with q >= d / 2 points integrates exactly (Linear TreeShap, Yu et al.
 Evaluated at the q points, a product of factors is q multiplications, so one pass
 down the tree (G: the product of the factors above a node) and one pass up (T: the
 leaf values times the factors below a node) give every edge's integral as
-sum_k G(t_k) T(t_k), with no division except where a feature is split again on the
-same path (rare; those edges carry their own correction, see cs_tree_body).
+sum_k G(t_k) T(t_k). Where a feature is split again on the same path (rare; those
+edges carry their own correction, see models/_treeshap_body.h) the previous factor
+is divided out, by reciprocals tabled at load: the kernel never divides.
 
 Scaled factors. Every factor o t + z (1 - t) is (1 - t) (z + o s) with s = t / (1 - t),
 so the kernel keeps G / (1 - t)^(k + 1) and T * (1 - t)^k at a node with k distinct
