@@ -75,7 +75,7 @@ cdef extern from *:
        into phi (a feature's accumulators at feature * CS_MAX_POINTS * 8) and into the
        rule's tables of (1 - t) powers (power k at k * lanes * 32). */
 
-    /* An internal split that is not a simple bottom split (40 bytes), level by level.
+    /* An internal split that is not a simple bottom split (32 bytes), level by level.
        Pairs are indexed by "the row goes left" (1: left child, 0: right child), so that
        hot and cold are loads, not branches. */
     typedef struct {
@@ -83,11 +83,11 @@ cdef extern from *:
         uint32_t off;     /* this node's vectors (the left child's follow them) */
         uint32_t roff;    /* the right child's */
         uint32_t out;     /* the feature's accumulators */
-        uint32_t rare;    /* a split that is not CS_SIMPLE: its index in the tree's cs_rare */
-        uint32_t flags;   /* CS_SIMPLE or CS_REPEAT or neither */
+        uint32_t flags;   /* CS_SIMPLE or CS_REPEAT or neither (then it has a cs_rare) */
     } cs_inner;
 
-    /* What a split that is not CS_SIMPLE needs (88 bytes), indexed by the row's ways
+    /* What a split that is not CS_SIMPLE needs (88 bytes), in the order of those splits
+       among the tree's inner ones (the kernel walks them with a pointer), indexed by the row's ways
        rather than branching on them. prev is the local index of the node below the
        previous split on the feature along the path, or, without one, of the dummy node
        (one past the largest tree, O = 1: as a previous split the row followed with
@@ -133,7 +133,7 @@ cdef extern from *:
         const cs_inner* inner;
         const cs_bottom* bottom;
         const cs_leaf* leaves;
-        const cs_rare* rare;
+        const cs_rare* rare;       /* the records of this tree's splits that are not CS_SIMPLE */
         const cs_v4* s;            /* the rule: s = t / (1 - t) at its 4 * lanes points */
         const cs_v4* w;            /* weights / (1 - t): G at the root, scaled */
         const cs_v4* pw;           /* (1 - t)^k, k = 0 .. CS_MAX_POWER */
@@ -395,7 +395,7 @@ def _aligned_zeros(Py_ssize_t n, dtype):
 EDGE_DTYPE = np.dtype(
     [("z", "f8"), ("Z", "f8"), ("Zp", "f8"), ("prev", "i4"), ("feature", "i4"), ("redone", "u1")], align=True)
 INNER_DTYPE = np.dtype(
-    [("pair", "f8", (2,)), ("off", "u4"), ("roff", "u4"), ("out", "u4"), ("rare", "u4"), ("flags", "u4")],
+    [("pair", "f8", (2,)), ("off", "u4"), ("roff", "u4"), ("out", "u4"), ("flags", "u4")],
     align=True)
 RARE_DTYPE = np.dtype(
     [("K", "f8", (2, 2)), ("Z", "f8", (2,)), ("Zp", "f8"), ("child", "i4", (2,)), ("prev", "i4"), ("down", "u4", (2,)),
@@ -529,7 +529,6 @@ cdef class TreeShap:
         flags[nodes_i] = np.where(simple, CS_SIMPLE, 0) | np.where(repeat, CS_REPEAT, 0)
         inner["flags"] = flags[inner_i]
         is_rare = inner["flags"] != CS_SIMPLE
-        inner["rare"][is_rare] = np.arange(int(is_rare.sum()))
 
         bottom = np.zeros(len(bottom_i), dtype=BOTTOM_DTYPE)
         z_left = edges["z"][bottom_i + 1]
@@ -566,6 +565,7 @@ cdef class TreeShap:
         is_cat = np.ascontiguousarray(walk["bits"] != 0, dtype=np.uint8)
         wide = np.flatnonzero(walk["wide"] != 0).astype(np.uint32)
         dec_start = inner_start + bottom_start  # this tree's first split in decision order
+        rare_start = np.searchsorted(np.flatnonzero(is_rare), inner_start).astype(np.int32)
 
         rules = {q: _rule_tables(q) for q in set(points.tolist()) - {0}}
         max_nodes = int((ends - roots).max()) if self.n_trees else 1
@@ -585,6 +585,7 @@ cdef class TreeShap:
         cdef int32_t[::1] bottom_v = bottom_start
         cdef int32_t[::1] leaf_v = leaf_start
         cdef int32_t[::1] dec_v = dec_start
+        cdef int32_t[::1] rare_v = rare_start
         cdef double[::1] expected_v = np.ascontiguousarray(expected, dtype=np.float64)
         for t in range(self.n_trees):
             q = points_v[t]
@@ -596,7 +597,7 @@ cdef class TreeShap:
             trees[t].n_bottom = bottom_v[t + 1] - bottom_v[t]
             trees[t].leaves = <const cs_leaf*>(leaves_p + leaf_v[t] * sizeof(cs_leaf))
             trees[t].n_leaves = leaf_v[t + 1] - leaf_v[t]
-            trees[t].rare = rare_p
+            trees[t].rare = rare_p + rare_v[t]
             trees[t].rcp = rcp_p
             trees[t].dec = dec_v[t]
             if q:
@@ -672,8 +673,8 @@ cdef class TreeShap:
 def _rare_tables(rare_i, right, local, edges, points, rules, int dummy):
     """The cs_rare records of the splits rare_i (in the kernel's order) and the rows of
     reciprocals they point to (see cs_rare): per point count a row of ones, then per
-    split with a previous split on its feature 1 / (Zp + s) and 1 / Zp. Rows are
-    64-byte aligned (an 8-point row is one vector of eight doubles)."""
+    split with a previous split on its feature 1 / (Zp + s) and 1 / Zp. Rows are 64-byte aligned
+    (an 8-point row is one vector of eight doubles)."""
     rl = rare_i + 1
     rr = right[rare_i]
     prev = edges["prev"][rl]
@@ -711,7 +712,6 @@ def _rare_tables(rare_i, right, local, edges, points, rules, int dummy):
         rare["up"][k] = ((at + width[q]) * 8, at * 8)
         at += 2 * width[q]
     return rare, rcp
-
 
 cdef int _link(Py_ssize_t n_nodes, const int32_t[::1] roots, const int32_t[::1] right,
                const int32_t[::1] feature, const uint8_t[::1] internal, const double[::1] counts,

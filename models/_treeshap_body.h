@@ -24,7 +24,7 @@ static inline __attribute__((always_inline)) void CS_TREE_BODY(
         const cs_tree* tr, const uint8_t* __restrict dec, double* __restrict phi, uint8_t* __restrict O,
         CS_V* __restrict M, CS_V* __restrict G, CS_V* __restrict T, CS_V* __restrict acc, const int U) {
     const uint32_t S = (uint32_t)(U * sizeof(CS_V));  /* bytes per node */
-    const cs_rare* __restrict rare = tr->rare;
+    const cs_rare* __restrict r = tr->rare;  /* the next rare split's record, in kernel order */
     const double* __restrict rcp = tr->rcp;
     const cs_inner* __restrict inner = tr->inner;
     const cs_bottom* __restrict bottom = tr->bottom;
@@ -63,7 +63,6 @@ static inline __attribute__((always_inline)) void CS_TREE_BODY(
            the row followed it (Op = 1), K = Z_c and F = Zp + s, else K = z_c and F = 1
            (the 1 / F rows are tables). M is kept for the way up, acc is cleared for
            the corrections of later splits on the feature. */
-        const cs_rare* r = rare + sp->rare;
         uint32_t Op = O[r->prev];
         const CS_V* f = CS_AT(rcp, r->down[Op]);
         for (int side = 0; side < 2; side++) {
@@ -78,9 +77,10 @@ static inline __attribute__((always_inline)) void CS_TREE_BODY(
                 CS_V m = (K + oo * sk[u]) * f[u];
                 mc[u] = m;
                 gc[u] = gi[u] * m;
-                ac[u] = 0.0 * m;
+                ac[u] = (CS_V){0};
             }
         }
+        r++;
     }
     /* ---- up ---- */
     /* Bottom splits first (their T depends on nothing else). With k distinct features
@@ -139,7 +139,7 @@ static inline __attribute__((always_inline)) void CS_TREE_BODY(
            edge; across a repeated one the (1 - t) of F_prev cancels it.) Without a
            previous split, prev is the dummy node (O = 1, Zp = 1, 1 / F_prev = 1), whose
            acc takes a correction nobody reads. */
-        const cs_rare* r = rare + sp->rare;
+        r--;
         uint32_t Op = O[r->prev];
         const CS_V* f = CS_AT(rcp, r->up[Op]);  /* 1 / F_prev */
         const CS_V* gi = CS_AT(G, off);
