@@ -83,19 +83,20 @@ cdef extern from *:
         uint32_t off;     /* this node's vectors (the left child's follow them) */
         uint32_t roff;    /* the right child's */
         uint32_t out;     /* the feature's accumulators */
-        uint32_t flags;   /* CS_SIMPLE or CS_REPEAT or neither (then it has a cs_rare) */
+        uint32_t flags;   /* CS_SIMPLE, CS_REPEAT, CS_UP_SIMPLE (without CS_SIMPLE it has a cs_rare) */
     } cs_inner;
 
     /* What a split that is not CS_SIMPLE needs (88 bytes), in the order of those splits
-       among the tree's inner ones (the kernel walks them with a pointer), indexed by the row's ways
-       rather than branching on them. prev is the local index of the node below the
-       previous split on the feature along the path, or, without one, of the dummy node
-       (one past the largest tree, O = 1: as a previous split the row followed with
-       Zp = 1, which changes nothing). Reciprocal rows are byte offsets into the tree's
+       among the tree's inner ones (the way down walks them with a pointer; the way up
+       walks a copy of the records of the splits that are not CS_UP_SIMPLE, backwards),
+       indexed by the row's ways rather than branching on them. prev is the local index
+       of the node below the previous split on the feature along the path, or, without
+       one, of the dummy node (one past the largest tree, O = 1, K = 0: as a previous
+       split the row followed with Zp = 1, which changes nothing). Reciprocal rows are byte offsets into the tree's
        rcp, by Op = O[prev]: down, the edge factor's 1 / F (ones unless Op = 1: then
        1 / (Zp + s)); up, 1 / F_prev (1 / Zp if Op = 0, 1 / (Zp + s) if Op = 1). */
     typedef struct {
-        double K[2][2];   /* [child][Op]: z_c, and Z_c (the combined zero fraction) */
+        double K[2][2];   /* [child][Op]: z_c, and Z_c (the combined zero fraction); the kernel's Y */
         double Z[2];      /* Z_c per child */
         double Zp;        /* combined zero fraction at the previous split (1.0 if none) */
         int32_t child[2]; /* local indices of the (left, right) children */
@@ -124,6 +125,9 @@ cdef extern from *:
         CS_SIMPLE = 1,  /* the only split on its feature along every path through it, and its
                            children's counts add up to its own (z_left + z_right = 1) */
         CS_REPEAT = 2,  /* its feature was split on above it */
+        CS_UP_SIMPLE = 4, /* simple on the way up: not CS_REPEAT, and the counts add up (a
+                             CS_SIMPLE split, or the first split on a feature split again
+                             below: on the way down it records O and K for those) */
         CS_MAX_POINTS = 16,
         CS_MAX_POWER = 33  /* (1 - t)^k for k = 0 .. CS_MAX_POWER: 2 * CS_MAX_POINTS distinct features + 1 */
     };
@@ -134,6 +138,7 @@ cdef extern from *:
         const cs_bottom* bottom;
         const cs_leaf* leaves;
         const cs_rare* rare;       /* the records of this tree's splits that are not CS_SIMPLE */
+        const cs_rare* rare_up;    /* one past the last record of its splits that are not CS_UP_SIMPLE */
         const cs_v4* s;            /* the rule: s = t / (1 - t) at its 4 * lanes points */
         const cs_v4* w;            /* weights / (1 - t): G at the root, scaled */
         const cs_v4* pw;           /* (1 - t)^k, k = 0 .. CS_MAX_POWER */
@@ -203,7 +208,9 @@ cdef extern from *:
         static ATTR void NAME(const cs_tree* tr, const uint8_t* dec, double* phi, uint8_t* O, cs_v4* s,  \\
                               int m) {                                                                    \\
             V* v = (V*)s;                                                                                 \\
-            BODY(tr, dec, phi, O, v, v + m * U, v + 2 * m * U, v + 3 * m * U, U);                         \\
+            double* K = (double*)(v + 3 * m * U);                                                         \\
+            K[m - 1] = 0.0;  /* the dummy's */                                                           \\
+            BODY(tr, dec, phi, O, v, v + m * U, v + 2 * m * U, K, U);                                     \\
         }
     #define CS_AVX512 __attribute__((target("avx512f,avx2,fma")))
     #define CS_AVX2 __attribute__((target("avx2,fma")))
@@ -291,6 +298,7 @@ cdef extern from *:
         const cs_bottom* bottom
         const cs_leaf* leaves
         const cs_rare* rare
+        const cs_rare* rare_up
         const cs_v4* s
         const cs_v4* w
         const cs_v4* pw
@@ -305,6 +313,7 @@ cdef extern from *:
     enum:
         CS_SIMPLE
         CS_REPEAT
+        CS_UP_SIMPLE
         CS_MAX_POINTS
         CS_MAX_POWER
     int cs_shap_best_isa() noexcept nogil
@@ -526,9 +535,12 @@ cdef class TreeShap:
         inner["roff"] = local[right[inner_i]] * stride[inner_i]
         inner["out"] = feature[inner_i].astype(np.int64) * MAX_POINTS * 8
         flags = np.zeros(n_nodes, dtype=np.uint32)
-        flags[nodes_i] = np.where(simple, CS_SIMPLE, 0) | np.where(repeat, CS_REPEAT, 0)
+        up_simple = ~repeat & adds_up
+        flags[nodes_i] = (np.where(simple, CS_SIMPLE, 0) | np.where(repeat, CS_REPEAT, 0)
+                          | np.where(up_simple, CS_UP_SIMPLE, 0))
         inner["flags"] = flags[inner_i]
-        is_rare = inner["flags"] != CS_SIMPLE
+        is_rare = (inner["flags"] & CS_SIMPLE) == 0
+        is_rare_up = (inner["flags"] & CS_UP_SIMPLE) == 0  # a subset of is_rare
 
         bottom = np.zeros(len(bottom_i), dtype=BOTTOM_DTYPE)
         z_left = edges["z"][bottom_i + 1]
@@ -566,17 +578,20 @@ cdef class TreeShap:
         wide = np.flatnonzero(walk["wide"] != 0).astype(np.uint32)
         dec_start = inner_start + bottom_start  # this tree's first split in decision order
         rare_start = np.searchsorted(np.flatnonzero(is_rare), inner_start).astype(np.int32)
+        rare_up_end = np.searchsorted(np.flatnonzero(is_rare_up), inner_start[1:]).astype(np.int32)
 
         rules = {q: _rule_tables(q) for q in set(points.tolist()) - {0}}
         max_nodes = int((ends - roots).max()) if self.n_trees else 1
         rare, rcp = _rare_tables(inner_i[is_rare], right, local, edges, points[tree_of[inner_i[is_rare]]], rules,
                                  max_nodes)
+        rare_up = np.ascontiguousarray(rare[is_rare_up[is_rare]])  # the same records, for the way up
         tree_bytes = _aligned_zeros(self.n_trees * sizeof(cs_tree), np.uint8)
         trees = <cs_tree*>cnp.PyArray_DATA(tree_bytes)
         cdef const char* inner_p = <const char*>cnp.PyArray_DATA(inner)
         cdef const char* bottom_p = <const char*>cnp.PyArray_DATA(bottom)
         cdef const char* leaves_p = <const char*>cnp.PyArray_DATA(leaves)
         cdef const cs_rare* rare_p = <const cs_rare*>cnp.PyArray_DATA(rare)
+        cdef const cs_rare* rare_up_p = <const cs_rare*>cnp.PyArray_DATA(rare_up)
         cdef const double* rcp_p = <const double*>cnp.PyArray_DATA(rcp)
         cdef const double* rule_p
         cdef int32_t[::1] roots_v = np.ascontiguousarray(roots, dtype=np.int32)
@@ -586,6 +601,7 @@ cdef class TreeShap:
         cdef int32_t[::1] leaf_v = leaf_start
         cdef int32_t[::1] dec_v = dec_start
         cdef int32_t[::1] rare_v = rare_start
+        cdef int32_t[::1] rare_up_v = rare_up_end
         cdef double[::1] expected_v = np.ascontiguousarray(expected, dtype=np.float64)
         for t in range(self.n_trees):
             q = points_v[t]
@@ -598,6 +614,7 @@ cdef class TreeShap:
             trees[t].leaves = <const cs_leaf*>(leaves_p + leaf_v[t] * sizeof(cs_leaf))
             trees[t].n_leaves = leaf_v[t + 1] - leaf_v[t]
             trees[t].rare = rare_p + rare_v[t]
+            trees[t].rare_up = rare_up_p + rare_up_v[t]
             trees[t].rcp = rcp_p
             trees[t].dec = dec_v[t]
             if q:
@@ -619,9 +636,9 @@ cdef class TreeShap:
         self._max_nodes = max_nodes
         self.max_points = int(points.max()) if self.n_trees else 0
         self._max_lanes = max(1, self.max_points // 4)
-        self._keep = (cat_bounds, cat_bits, feature_kinds, inner, bottom, leaves, rare, keys, slots, is_cat, wide, rules,
-                      rcp, tree_bytes)
-        self.nbytes = sum(a.nbytes for a in (inner, bottom, leaves, rare, keys, slots, is_cat, wide, rcp,
+        self._keep = (cat_bounds, cat_bits, feature_kinds, inner, bottom, leaves, rare, rare_up, keys, slots, is_cat,
+                      wide, rules, rcp, tree_bytes)
+        self.nbytes = sum(a.nbytes for a in (inner, bottom, leaves, rare, rare_up, keys, slots, is_cat, wide, rcp,
                                              tree_bytes))
 
     def contributions_into(self, x, double[::1] phi):
@@ -643,8 +660,8 @@ cdef class TreeShap:
             raise RowShapeError(f"contribution buffer has {phi.shape[0]} slots; expected {F + 1}")
         row = <const double*>cnp.PyArray_DATA(arr)
         # One block: phiv (F x MAX_POINTS), scratch (4 arrays of m x lanes vectors of 4
-        # doubles), the transformed row (2F + 1 keys), the decisions, O (m bytes, the
-        # dummy's 1 last).
+        # doubles: M, G, T and the kernel's K), the transformed row (2F + 1 keys), the
+        # decisions, O (m bytes, the dummy's 1 last).
         phiv = <double*>cs_shap_alloc((F * MAX_POINTS + 4 * vectors) * sizeof(double)
                                       + (2 * F + 1) * sizeof(int64_t) + self._n_splits + m)
         if phiv == NULL:

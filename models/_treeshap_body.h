@@ -5,9 +5,10 @@
    constants of _treeshap.pyx's C block; there is deliberately no include guard. */
 
 /* Adds one tree's contributions to phi (CS_MAX_POINTS doubles per feature, one per
-   point; the caller sums them). G, T, M, acc: scratch of U vectors per local node
-   (one more node than the largest tree: the dummy, see cs_rare); O: one byte per
-   local node, O[dummy] = 1; dec: the tree's decisions (inner splits, then bottom).
+   point; the caller sums them). G, T, M: scratch of U vectors per local node (one
+   more node than the largest tree: the dummy, see cs_rare); O and K: one byte and
+   one double per local node, O[dummy] = 1 and K[dummy] = 0; dec: the tree's
+   decisions (inner splits, then bottom).
 
    Down (level order): O[c] is the combined one fraction of the edge into c; the edge
    multiplies G by m_c = z_c + O_c s (over the previous factor Zp + Op s when the
@@ -22,9 +23,10 @@
    straight vector operations. */
 static inline __attribute__((always_inline)) void CS_TREE_BODY(
         const cs_tree* tr, const uint8_t* __restrict dec, double* __restrict phi, uint8_t* __restrict O,
-        CS_V* __restrict M, CS_V* __restrict G, CS_V* __restrict T, CS_V* __restrict acc, const int U) {
+        CS_V* __restrict M, CS_V* __restrict G, CS_V* __restrict T, double* __restrict K, const int U) {
     const uint32_t S = (uint32_t)(U * sizeof(CS_V));  /* bytes per node */
     const cs_rare* __restrict r = tr->rare;  /* the next rare split's record, in kernel order */
+    const cs_rare* __restrict r_up = tr->rare_up;  /* the way up walks its own records backwards */
     const double* __restrict rcp = tr->rcp;
     const cs_inner* __restrict inner = tr->inner;
     const cs_bottom* __restrict bottom = tr->bottom;
@@ -45,7 +47,7 @@ static inline __attribute__((always_inline)) void CS_TREE_BODY(
         uint32_t left = dec[j];
         uint32_t off = sp->off, L = off + S, R = sp->roff;
         const CS_V* gi = CS_AT(G, off);
-        if (__builtin_expect(sp->flags == CS_SIMPLE, 1)) {
+        if (__builtin_expect(sp->flags & CS_SIMPLE, 1)) {
             /* Hot child h: G (z_h + s); cold child: G z_c. Both are written, a leaf's G
                is never read: no branch on the row. */
             uint32_t h = cs_pick(left, L, R), c = L ^ R ^ h;
@@ -59,25 +61,27 @@ static inline __attribute__((always_inline)) void CS_TREE_BODY(
             }
             continue;
         }
-        /* Rare: m_c = (K + O_c s) / F with, when the feature was split on above and
-           the row followed it (Op = 1), K = Z_c and F = Zp + s, else K = z_c and F = 1
-           (the 1 / F rows are tables). M is kept for the way up, acc is cleared for
-           the corrections of later splits on the feature. */
+        /* Rare: m_c = (Y + O_c s) / F with, when the feature was split on above and
+           the row followed it (Op = 1), Y = Z_c and F = Zp + s, else Y = z_c and F = 1
+           (the 1 / F rows are tables). M is kept for the way up. K[c], the sum of the
+           edge coefficients (O - Z) - (Op - Zp) from c up the chain of splits on this
+           feature, is what a later split on it multiplies its correction by (see the
+           way up). */
         uint32_t Op = O[r->prev];
         const CS_V* f = CS_AT(rcp, r->down[Op]);
+        double dp = (double)Op - r->Zp, kp = K[r->prev];
         for (int side = 0; side < 2; side++) {
             uint32_t Oc = Op & (left ^ (uint32_t)side);
             uint32_t co = side ? R : L;
-            double K = r->K[side][Op], oo = (double)Oc;
+            double Y = r->K[side][Op], oo = (double)Oc;
             CS_V* mc = CS_AT(M, co);
             CS_V* gc = CS_AT(G, co);
-            CS_V* ac = CS_AT(acc, co);
             O[r->child[side]] = (uint8_t)Oc;
+            K[r->child[side]] = ((oo - r->Z[side]) - dp) + kp;
             for (int u = 0; u < U; u++) {
-                CS_V m = (K + oo * sk[u]) * f[u];
+                CS_V m = (Y + oo * sk[u]) * f[u];
                 mc[u] = m;
                 gc[u] = gi[u] * m;
-                ac[u] = (CS_V){0};
             }
         }
         r++;
@@ -113,8 +117,9 @@ static inline __attribute__((always_inline)) void CS_TREE_BODY(
         uint32_t off = sp->off, L = off + S, R = sp->roff;
         CS_V* out = CS_AT(phi, sp->out);
         CS_V* ti = CS_AT(T, off);
-        if (__builtin_expect(sp->flags == CS_SIMPLE, 1)) {
-            /* The only split on this feature along the path, z_h + z_c = 1. With
+        if (__builtin_expect(sp->flags & CS_UP_SIMPLE, 1)) {
+            /* No split on this feature above it, z_h + z_c = 1 (splits on it below
+               add their part themselves, see the rare case). With
                d = T_h - T_c: T = (z_h + s) T_h + z_c T_c = T_c + z_h d + s T_h, and
                the edges add G ((1 - z_h) T_h - z_c T_c) = G_c d (G_c = z_c G). */
             uint32_t h = cs_pick(left, L, R), c = L ^ R ^ h;
@@ -129,22 +134,24 @@ static inline __attribute__((always_inline)) void CS_TREE_BODY(
             }
             continue;
         }
-        /* Rare: a feature split more than once on the path, or covers that do not add
-           up. For the edge into c, R_c = sum over the leaves below of value * G_leaf /
-           (the leaf's final factor of this feature). Leaves with no later split on it
-           give G[i] / F_prev * T[c] (F_prev: the factor at the previous split, 1 if
-           none); the others come in through the later splits' corrections, collected in
-           acc[c]. Contributions telescope: each split on the feature adds the change of
-           its (O - Z). (Scaled: G T is the unscaled product across a new feature's
-           edge; across a repeated one the (1 - t) of F_prev cancels it.) Without a
-           previous split, prev is the dummy node (O = 1, Zp = 1, 1 / F_prev = 1), whose
-           acc takes a correction nobody reads. */
-        r--;
-        uint32_t Op = O[r->prev];
-        const CS_V* f = CS_AT(rcp, r->up[Op]);  /* 1 / F_prev */
+        /* Rare: a feature split again on the path, or covers that do not add up. For
+           the edge into c, R_c = sum over the leaves below of value * G_leaf / (the
+           leaf's final factor of this feature), and the edge adds coef_c R_c, coef_c =
+           (O_c - Z_c) - (Op - Zp). Leaves with no later split on it give
+           G[i] / F_prev * T[c] (F_prev: the factor at the previous split, 1 if none);
+           the others come in through the later splits. The edge's leaves enter the R of
+           every earlier edge on the feature up the chain, as their R here instead of
+           their G / F_prev there: so this split adds that difference times K[prev]
+           (the chain's coefficients, summed on the way down) directly, and no split
+           waits on corrections from below. (Scaled: G T is the unscaled product across
+           a new feature's edge; across a repeated one the (1 - t) of F_prev cancels it.)
+           Without a previous split, prev is the dummy node (O = 1, Zp = 1,
+           1 / F_prev = 1, K = 0). */
+        r_up--;
+        uint32_t Op = O[r_up->prev];
+        const CS_V* f = CS_AT(rcp, r_up->up[Op]);  /* 1 / F_prev */
         const CS_V* gi = CS_AT(G, off);
-        CS_V* ap = CS_AT(acc, (uint32_t)r->prev * S);
-        double dp = (double)Op - r->Zp;
+        double dp = (double)Op - r_up->Zp, kp = K[r_up->prev];
         const CS_V* tl = CS_AT(T, L);
         const CS_V* tr_ = CS_AT(T, R);
         const CS_V* ml = CS_AT(M, L);
@@ -152,17 +159,13 @@ static inline __attribute__((always_inline)) void CS_TREE_BODY(
         for (int u = 0; u < U; u++) ti[u] = ml[u] * tl[u] + mr[u] * tr_[u];
         for (int side = 0; side < 2; side++) {
             uint32_t co = side ? R : L;
-            double coef = ((double)O[r->child[side]] - r->Z[side]) - dp;
+            double coef = ((double)O[r_up->child[side]] - r_up->Z[side]) - dp;
             const CS_V* tc = CS_AT(T, co);
             const CS_V* mc = CS_AT(M, co);
-            const CS_V* ac = CS_AT(acc, co);
             for (int u = 0; u < U; u++) {
                 CS_V gx = gi[u] * f[u];
-                CS_V rr = gx * tc[u] + ac[u];
-                out[u] += coef * rr;
-                /* This edge's share of the previous split's R: its leaves' R here
-                   instead of their G / F_prev there. */
-                ap[u] += rr - gx * mc[u] * tc[u];
+                CS_V rr = gx * tc[u];
+                out[u] += coef * rr + kp * (rr - gx * mc[u] * tc[u]);
             }
         }
     }
