@@ -29,14 +29,26 @@ Array = npt.NDArray[np.float64]
 SPECS = {spec.name: spec for spec in (SMALL, LARGE)}
 
 
-def cpu_us_per_row(fn: Callable[[Array], object], X: Array, *, repeats: int = 3) -> float:
-    """Median over repeats of the CPU time per row of fn over X (process time, one thread)."""
+def cpu_us_per_row(fn: Callable[[Array], object], X: Array, *, repeats: int = 5, min_s: float = 0.05) -> float:
+    """Median over repeats of the CPU time per row of fn over X (process time, one thread).
+
+    One untimed pass first (caches, branch predictors), and each repeat loops over X
+    until it has run for min_s: a fast function timed over a few milliseconds alone
+    measured up to 2x slow (the warm-up of whichever method came first)."""
+    for x in X:
+        fn(x)
     per_row = []
     for _ in range(repeats):
+        calls = 0
         t0 = time.process_time()
-        for x in X:
-            fn(x)
-        per_row.append((time.process_time() - t0) / len(X) * 1e6)
+        while True:
+            for x in X:
+                fn(x)
+            calls += len(X)
+            elapsed = time.process_time() - t0
+            if elapsed >= min_s:
+                break
+        per_row.append(elapsed / calls * 1e6)
     return float(np.median(per_row))
 
 
@@ -61,9 +73,9 @@ def run(name: str, n_rows: int) -> None:
     fast = cpu_us_per_row(scorer.contributions, X)
     reason = cpu_us_per_row(reasons, X)
     ref_rows = X[: max(3, n_rows // 20)]
-    reference = cpu_us_per_row(scorer.reference_contributions, ref_rows, repeats=1)
+    reference = cpu_us_per_row(scorer.reference_contributions, ref_rows, repeats=1, min_s=0.0)
     lightgbm = cpu_us_per_row(lambda x: booster.predict(x[None], pred_contrib=True, num_threads=1), ref_rows,
-                              repeats=1)
+                              repeats=1, min_s=0.0)
     phi = np.array([scorer.contributions(x) for x in X])
     err = float(np.abs(phi - booster.predict(X, pred_contrib=True)).max())
     sum_err = float(np.abs(phi.sum(axis=1) - booster.predict(X, raw_score=True)).max())

@@ -86,10 +86,12 @@ cdef extern from *:
         uint32_t flags;   /* CS_SIMPLE, CS_REPEAT, CS_UP_SIMPLE (without CS_SIMPLE it has a cs_rare) */
     } cs_inner;
 
-    /* What a split that is not CS_SIMPLE needs (88 bytes), in the order of those splits
-       among the tree's inner ones (the way down walks them with a pointer; the way up
-       walks a copy of the records of the splits that are not CS_UP_SIMPLE, backwards),
-       indexed by the row's ways rather than branching on them. prev is the local index
+    /* What a split that is not simple, or whose feature is split again below, needs
+       (88 bytes). A tree has three runs of them, each in the order of those splits
+       among its inner ones: its splits whose feature is split again below (the chain
+       pass), the ones that are not CS_SIMPLE (the way down) and the ones that are not
+       CS_UP_SIMPLE (the way up, walked backwards). Fields are indexed by the row's ways
+       rather than branching on them. prev is the local index
        of the node below the previous split on the feature along the path, or, without
        one, of the dummy node (one past the largest tree, O = 1, K = 0: as a previous
        split the row followed with Zp = 1, which changes nothing). Reciprocal rows are byte offsets into the tree's
@@ -103,6 +105,7 @@ cdef extern from *:
         int32_t prev;
         uint32_t down[2];
         uint32_t up[2];
+        uint32_t j;       /* its index among the tree's inner splits (its decision) */
     } cs_rare;
 
     /* A simple split whose children are both leaves (40 bytes). */
@@ -122,12 +125,10 @@ cdef extern from *:
     } cs_leaf;
 
     enum {
-        CS_SIMPLE = 1,  /* the only split on its feature along every path through it, and its
-                           children's counts add up to its own (z_left + z_right = 1) */
-        CS_REPEAT = 2,  /* its feature was split on above it */
-        CS_UP_SIMPLE = 4, /* simple on the way up: not CS_REPEAT, and the counts add up (a
-                             CS_SIMPLE split, or the first split on a feature split again
-                             below: on the way down it records O and K for those) */
+        CS_SIMPLE = 1,    /* simple on the way down: no split on its feature above it */
+        CS_REPEAT = 2,    /* its feature was split on above it (never CS_SIMPLE) */
+        CS_UP_SIMPLE = 4, /* simple on the way up: CS_SIMPLE, and its children's counts add
+                             up to its own (z_left + z_right = 1) */
         CS_MAX_POINTS = 16,
         CS_MAX_POWER = 33  /* (1 - t)^k for k = 0 .. CS_MAX_POWER: 2 * CS_MAX_POINTS distinct features + 1 */
     };
@@ -139,6 +140,7 @@ cdef extern from *:
         const cs_leaf* leaves;
         const cs_rare* rare;       /* the records of this tree's splits that are not CS_SIMPLE */
         const cs_rare* rare_up;    /* one past the last record of its splits that are not CS_UP_SIMPLE */
+        const cs_rare* chain;      /* the records of its splits whose feature is split again below */
         const cs_v4* s;            /* the rule: s = t / (1 - t) at its 4 * lanes points */
         const cs_v4* w;            /* weights / (1 - t): G at the root, scaled */
         const cs_v4* pw;           /* (1 - t)^k, k = 0 .. CS_MAX_POWER */
@@ -148,6 +150,7 @@ cdef extern from *:
         int32_t n_inner, n_bottom, n_leaves;
         int32_t lanes;             /* vectors per point set (1 to 4); 0: a single leaf */
         int32_t dec;               /* index of this tree's first split in the decision array */
+        int32_t n_chain;
     } cs_tree;
 
     #define CS_AT(base, off) ((CS_V*)((char*)(base) + (off)))  /* CS_V: the includer of _treeshap_body.h sets it */
@@ -208,9 +211,9 @@ cdef extern from *:
         static ATTR void NAME(const cs_tree* tr, const uint8_t* dec, double* phi, uint8_t* O, cs_v4* s,  \\
                               int m) {                                                                    \\
             V* v = (V*)s;                                                                                 \\
-            double* K = (double*)(v + 3 * m * U);                                                         \\
+            double* K = (double*)(v + 2 * m * U);                                                         \\
             K[m - 1] = 0.0;  /* the dummy's */                                                           \\
-            BODY(tr, dec, phi, O, v, v + m * U, v + 2 * m * U, K, U);                                     \\
+            BODY(tr, dec, phi, O, v, v + m * U, K, U);                                                    \\
         }
     #define CS_AVX512 __attribute__((target("avx512f,avx2,fma")))
     #define CS_AVX2 __attribute__((target("avx2,fma")))
@@ -299,6 +302,7 @@ cdef extern from *:
         const cs_leaf* leaves
         const cs_rare* rare
         const cs_rare* rare_up
+        const cs_rare* chain
         const cs_v4* s
         const cs_v4* w
         const cs_v4* pw
@@ -310,6 +314,7 @@ cdef extern from *:
         int32_t n_leaves
         int32_t lanes
         int32_t dec
+        int32_t n_chain
     enum:
         CS_SIMPLE
         CS_REPEAT
@@ -408,7 +413,7 @@ INNER_DTYPE = np.dtype(
     align=True)
 RARE_DTYPE = np.dtype(
     [("K", "f8", (2, 2)), ("Z", "f8", (2,)), ("Zp", "f8"), ("child", "i4", (2,)), ("prev", "i4"), ("down", "u4", (2,)),
-     ("up", "u4", (2,))], align=True)
+     ("up", "u4", (2,)), ("j", "u4")], align=True)
 BOTTOM_DTYPE = np.dtype(
     [("pair", "f8", (2,)), ("E", "f8"), ("off", "u4"), ("out", "u4"), ("pow", "u4")], align=True)
 LEAF_DTYPE = np.dtype([("value", "f8"), ("off", "u4"), ("pow", "u4")], align=True)
@@ -514,17 +519,18 @@ cdef class TreeShap:
         right_i = right[nodes_i]
         repeat = edges["prev"][left_i] >= 0
         adds_up = counts[left_i] + counts[right_i] == counts[nodes_i]
-        simple = ~repeat & (edges["redone"][left_i] == 0) & (edges["redone"][right_i] == 0) & adds_up
-        bottom_mask = simple & ~internal[left_i] & ~internal[right_i]
-        simple_all = np.zeros(n_nodes, dtype=bool)
-        simple_all[nodes_i] = simple
+        chain = (edges["redone"][left_i] != 0) | (edges["redone"][right_i] != 0)
+        up_simple = ~repeat & adds_up
+        bottom_mask = up_simple & ~chain & ~internal[left_i] & ~internal[right_i]
+        rare_up_all = np.zeros(n_nodes, dtype=bool)
+        rare_up_all[nodes_i] = ~up_simple
         # Inner splits level by level (a parent still comes before its children, and
         # after them on the way up), so that consecutive splits do not wait on each
         # other's vectors: in preorder a split follows its parent, a dependent load.
         # Within a level the simple splits come first and the rare ones last, so the
-        # kernel's one branch (simple or rare) changes at most twice per level.
+        # kernel's branch (simple or rare) changes at most twice per level.
         inner_i = nodes_i[~bottom_mask]
-        rare_key = (~simple_all[inner_i]).astype(np.int8)
+        rare_key = rare_up_all[inner_i].astype(np.int8)
         inner_i = inner_i[np.lexsort((inner_i, rare_key, level[inner_i], tree_of[inner_i]))]
         bottom_i = nodes_i[bottom_mask]
 
@@ -535,12 +541,15 @@ cdef class TreeShap:
         inner["roff"] = local[right[inner_i]] * stride[inner_i]
         inner["out"] = feature[inner_i].astype(np.int64) * MAX_POINTS * 8
         flags = np.zeros(n_nodes, dtype=np.uint32)
-        up_simple = ~repeat & adds_up
-        flags[nodes_i] = (np.where(simple, CS_SIMPLE, 0) | np.where(repeat, CS_REPEAT, 0)
+        flags[nodes_i] = (np.where(~repeat, CS_SIMPLE, 0) | np.where(repeat, CS_REPEAT, 0)
                           | np.where(up_simple, CS_UP_SIMPLE, 0))
         inner["flags"] = flags[inner_i]
         is_rare = (inner["flags"] & CS_SIMPLE) == 0
-        is_rare_up = (inner["flags"] & CS_UP_SIMPLE) == 0  # a subset of is_rare
+        is_rare_up = (inner["flags"] & CS_UP_SIMPLE) == 0  # is_rare and more
+        chain_all = np.zeros(n_nodes, dtype=bool)
+        chain_all[nodes_i] = chain
+        is_chain = chain_all[inner_i]
+        has_record = is_rare_up | is_chain
 
         bottom = np.zeros(len(bottom_i), dtype=BOTTOM_DTYPE)
         z_left = edges["z"][bottom_i + 1]
@@ -579,12 +588,17 @@ cdef class TreeShap:
         dec_start = inner_start + bottom_start  # this tree's first split in decision order
         rare_start = np.searchsorted(np.flatnonzero(is_rare), inner_start).astype(np.int32)
         rare_up_end = np.searchsorted(np.flatnonzero(is_rare_up), inner_start[1:]).astype(np.int32)
+        chain_start = np.searchsorted(np.flatnonzero(is_chain), inner_start).astype(np.int32)
 
         rules = {q: _rule_tables(q) for q in set(points.tolist()) - {0}}
         max_nodes = int((ends - roots).max()) if self.n_trees else 1
-        rare, rcp = _rare_tables(inner_i[is_rare], right, local, edges, points[tree_of[inner_i[is_rare]]], rules,
-                                 max_nodes)
-        rare_up = np.ascontiguousarray(rare[is_rare_up[is_rare]])  # the same records, for the way up
+        records, rcp = _rare_tables(inner_i[has_record], right, local, edges, points[tree_of[inner_i[has_record]]],
+                                    rules, max_nodes)
+        position = np.arange(len(inner_i)) - inner_start[tree_of[inner_i]]  # index among the tree's inner splits
+        records["j"] = position[has_record]
+        rare = np.ascontiguousarray(records[is_rare[has_record]])
+        rare_up = np.ascontiguousarray(records[is_rare_up[has_record]])
+        chains = np.ascontiguousarray(records[is_chain[has_record]])
         tree_bytes = _aligned_zeros(self.n_trees * sizeof(cs_tree), np.uint8)
         trees = <cs_tree*>cnp.PyArray_DATA(tree_bytes)
         cdef const char* inner_p = <const char*>cnp.PyArray_DATA(inner)
@@ -592,6 +606,7 @@ cdef class TreeShap:
         cdef const char* leaves_p = <const char*>cnp.PyArray_DATA(leaves)
         cdef const cs_rare* rare_p = <const cs_rare*>cnp.PyArray_DATA(rare)
         cdef const cs_rare* rare_up_p = <const cs_rare*>cnp.PyArray_DATA(rare_up)
+        cdef const cs_rare* chain_p = <const cs_rare*>cnp.PyArray_DATA(chains)
         cdef const double* rcp_p = <const double*>cnp.PyArray_DATA(rcp)
         cdef const double* rule_p
         cdef int32_t[::1] roots_v = np.ascontiguousarray(roots, dtype=np.int32)
@@ -602,6 +617,7 @@ cdef class TreeShap:
         cdef int32_t[::1] dec_v = dec_start
         cdef int32_t[::1] rare_v = rare_start
         cdef int32_t[::1] rare_up_v = rare_up_end
+        cdef int32_t[::1] chain_v = chain_start
         cdef double[::1] expected_v = np.ascontiguousarray(expected, dtype=np.float64)
         for t in range(self.n_trees):
             q = points_v[t]
@@ -615,6 +631,8 @@ cdef class TreeShap:
             trees[t].n_leaves = leaf_v[t + 1] - leaf_v[t]
             trees[t].rare = rare_p + rare_v[t]
             trees[t].rare_up = rare_up_p + rare_up_v[t]
+            trees[t].chain = chain_p + chain_v[t]
+            trees[t].n_chain = chain_v[t + 1] - chain_v[t]
             trees[t].rcp = rcp_p
             trees[t].dec = dec_v[t]
             if q:
@@ -636,9 +654,9 @@ cdef class TreeShap:
         self._max_nodes = max_nodes
         self.max_points = int(points.max()) if self.n_trees else 0
         self._max_lanes = max(1, self.max_points // 4)
-        self._keep = (cat_bounds, cat_bits, feature_kinds, inner, bottom, leaves, rare, rare_up, keys, slots, is_cat,
+        self._keep = (cat_bounds, cat_bits, feature_kinds, inner, bottom, leaves, rare, rare_up, chains, keys, slots, is_cat,
                       wide, rules, rcp, tree_bytes)
-        self.nbytes = sum(a.nbytes for a in (inner, bottom, leaves, rare, rare_up, keys, slots, is_cat, wide, rcp,
+        self.nbytes = sum(a.nbytes for a in (inner, bottom, leaves, rare, rare_up, chains, keys, slots, is_cat, wide, rcp,
                                              tree_bytes))
 
     def contributions_into(self, x, double[::1] phi):
@@ -647,7 +665,7 @@ cdef class TreeShap:
         cdef const double* row
         cdef int k, f, F = self.n_features
         cdef int m = self._max_nodes + 1  # the largest tree's nodes and the dummy (cs_rare)
-        cdef size_t vectors = 4 * <size_t>m * self._max_lanes
+        cdef size_t vectors = 3 * <size_t>m * self._max_lanes
         cdef double total, bias = 0.0
         cdef double* phiv
         cdef cs_v4* scratch
@@ -659,9 +677,9 @@ cdef class TreeShap:
         if phi.shape[0] != F + 1:
             raise RowShapeError(f"contribution buffer has {phi.shape[0]} slots; expected {F + 1}")
         row = <const double*>cnp.PyArray_DATA(arr)
-        # One block: phiv (F x MAX_POINTS), scratch (4 arrays of m x lanes vectors of 4
-        # doubles: M, G, T and the kernel's K), the transformed row (2F + 1 keys), the
-        # decisions, O (m bytes, the dummy's 1 last).
+        # One block: phiv (F x MAX_POINTS), scratch (3 arrays of m x lanes vectors of 4
+        # doubles: G, T and room for the kernel's K), the transformed row (2F + 1 keys),
+        # the decisions, O (m bytes, the dummy's 1 last).
         phiv = <double*>cs_shap_alloc((F * MAX_POINTS + 4 * vectors) * sizeof(double)
                                       + (2 * F + 1) * sizeof(int64_t) + self._n_splits + m)
         if phiv == NULL:

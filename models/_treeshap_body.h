@@ -5,10 +5,15 @@
    constants of _treeshap.pyx's C block; there is deliberately no include guard. */
 
 /* Adds one tree's contributions to phi (CS_MAX_POINTS doubles per feature, one per
-   point; the caller sums them). G, T, M: scratch of U vectors per local node (one
-   more node than the largest tree: the dummy, see cs_rare); O and K: one byte and
-   one double per local node, O[dummy] = 1 and K[dummy] = 0; dec: the tree's
-   decisions (inner splits, then bottom).
+   point; the caller sums them). G, T: scratch of U vectors per local node (one more
+   node than the largest tree: the dummy, see cs_rare); O and K: one byte and one
+   double per local node, O[dummy] = 1 and K[dummy] = 0; dec: the tree's decisions
+   (inner splits, then bottom).
+
+   Chain (scalar, level order, only the splits whose feature is split again below):
+   O[c], the combined one fraction of the edge into c, and K[c], the sum of the edge
+   coefficients (O - Z) - (Op - Zp) from c up the chain of splits on that feature,
+   which a later split on it multiplies its correction by (see the way up).
 
    Down (level order): O[c] is the combined one fraction of the edge into c; the edge
    multiplies G by m_c = z_c + O_c s (over the previous factor Zp + Op s when the
@@ -23,7 +28,7 @@
    straight vector operations. */
 static inline __attribute__((always_inline)) void CS_TREE_BODY(
         const cs_tree* tr, const uint8_t* __restrict dec, double* __restrict phi, uint8_t* __restrict O,
-        CS_V* __restrict M, CS_V* __restrict G, CS_V* __restrict T, double* __restrict K, const int U) {
+        CS_V* __restrict G, CS_V* __restrict T, double* __restrict K, const int U) {
     const uint32_t S = (uint32_t)(U * sizeof(CS_V));  /* bytes per node */
     const cs_rare* __restrict r = tr->rare;  /* the next rare split's record, in kernel order */
     const cs_rare* __restrict r_up = tr->rare_up;  /* the way up walks its own records backwards */
@@ -40,6 +45,17 @@ static inline __attribute__((always_inline)) void CS_TREE_BODY(
     for (int u = 0; u < U; u++) {
         sk[u] = ((const CS_V*)tr->s)[u];
         G[u] = ((const CS_V*)tr->w)[u];
+    }
+    /* ---- chain: O and K below the splits whose feature is split again ---- */
+    for (int32_t k = 0; k < tr->n_chain; k++) {
+        const cs_rare* c = tr->chain + k;
+        uint32_t left = dec[c->j], Op = O[c->prev];
+        double dp = (double)Op - c->Zp, kp = K[c->prev];
+        for (int side = 0; side < 2; side++) {
+            uint32_t Oc = Op & (left ^ (uint32_t)side);
+            O[c->child[side]] = (uint8_t)Oc;
+            K[c->child[side]] = (((double)Oc - c->Z[side]) - dp) + kp;
+        }
     }
     /* ---- down: G of every node below an inner split ---- */
     for (uint32_t j = 0; j < n_inner; j++) {
@@ -61,28 +77,15 @@ static inline __attribute__((always_inline)) void CS_TREE_BODY(
             }
             continue;
         }
-        /* Rare: m_c = (Y + O_c s) / F with, when the feature was split on above and
-           the row followed it (Op = 1), Y = Z_c and F = Zp + s, else Y = z_c and F = 1
-           (the 1 / F rows are tables). M is kept for the way up. K[c], the sum of the
-           edge coefficients (O - Z) - (Op - Zp) from c up the chain of splits on this
-           feature, is what a later split on it multiplies its correction by (see the
-           way up). */
+        /* Repeated: the edge factor is m_c = (Y + O_c s) / F with, when the row
+           followed the previous split on the feature (Op = 1), Y = Z_c and F = Zp + s,
+           else Y = z_c and F = 1 (the 1 / F rows are tables). */
         uint32_t Op = O[r->prev];
         const CS_V* f = CS_AT(rcp, r->down[Op]);
-        double dp = (double)Op - r->Zp, kp = K[r->prev];
         for (int side = 0; side < 2; side++) {
-            uint32_t Oc = Op & (left ^ (uint32_t)side);
-            uint32_t co = side ? R : L;
-            double Y = r->K[side][Op], oo = (double)Oc;
-            CS_V* mc = CS_AT(M, co);
-            CS_V* gc = CS_AT(G, co);
-            O[r->child[side]] = (uint8_t)Oc;
-            K[r->child[side]] = ((oo - r->Z[side]) - dp) + kp;
-            for (int u = 0; u < U; u++) {
-                CS_V m = (Y + oo * sk[u]) * f[u];
-                mc[u] = m;
-                gc[u] = gi[u] * m;
-            }
+            double Y = r->K[side][Op], oo = (double)(Op & (left ^ (uint32_t)side));
+            CS_V* gc = CS_AT(G, side ? R : L);
+            for (int u = 0; u < U; u++) gc[u] = gi[u] * ((Y + oo * sk[u]) * f[u]);
         }
         r++;
     }
@@ -149,23 +152,22 @@ static inline __attribute__((always_inline)) void CS_TREE_BODY(
            1 / F_prev = 1, K = 0). */
         r_up--;
         uint32_t Op = O[r_up->prev];
-        const CS_V* f = CS_AT(rcp, r_up->up[Op]);  /* 1 / F_prev */
+        const CS_V* fd = CS_AT(rcp, r_up->down[Op]);  /* 1 / F (the edge factors, as on the way down) */
+        const CS_V* f = CS_AT(rcp, r_up->up[Op]);     /* 1 / F_prev */
         const CS_V* gi = CS_AT(G, off);
         double dp = (double)Op - r_up->Zp, kp = K[r_up->prev];
-        const CS_V* tl = CS_AT(T, L);
-        const CS_V* tr_ = CS_AT(T, R);
-        const CS_V* ml = CS_AT(M, L);
-        const CS_V* mr = CS_AT(M, R);
-        for (int u = 0; u < U; u++) ti[u] = ml[u] * tl[u] + mr[u] * tr_[u];
+        CS_V half[4];
         for (int side = 0; side < 2; side++) {
-            uint32_t co = side ? R : L;
-            double coef = ((double)O[r_up->child[side]] - r_up->Z[side]) - dp;
-            const CS_V* tc = CS_AT(T, co);
-            const CS_V* mc = CS_AT(M, co);
+            double oo = (double)(Op & (left ^ (uint32_t)side));
+            double Y = r_up->K[side][Op], coef = (oo - r_up->Z[side]) - dp;
+            const CS_V* tc = CS_AT(T, side ? R : L);
             for (int u = 0; u < U; u++) {
+                CS_V m = (Y + oo * sk[u]) * fd[u];
                 CS_V gx = gi[u] * f[u];
                 CS_V rr = gx * tc[u];
-                out[u] += coef * rr + kp * (rr - gx * mc[u] * tc[u]);
+                out[u] += coef * rr + kp * (rr - gx * m * tc[u]);
+                if (side) ti[u] = half[u] + m * tc[u];
+                else half[u] = m * tc[u];
             }
         }
     }
