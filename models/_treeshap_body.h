@@ -15,10 +15,10 @@
    coefficients (O - Z) - (Op - Zp) from c up the chain of splits on that feature,
    which a later split on it multiplies its correction by (see the way up).
 
-   Down (level order): O[c] is the combined one fraction of the edge into c; the edge
-   multiplies G by m_c = z_c + O_c s (over the previous factor Zp + Op s when the
-   feature was split on above), and G[root] holds the quadrature weights, so that a
-   sum over points is an integral.
+   Down (level order): the edge into c multiplies G by m_c = z_c + O_c s, O_c the
+   row's way there (over the previous factor Zp + Op s, and with the combined Z_c and
+   O_c, when the feature was split on above), and G[root] holds the quadrature
+   weights, so that a sum over points is an integral.
    Up (reverse level order): T[n] = sum over children m_c * T[c]; the edge into c then
    adds (O_c - Z_c) * G[parent] * T[c] to its feature.
 
@@ -145,7 +145,7 @@ static inline __attribute__((always_inline)) void CS_TREE_BODY(
            the others come in through the later splits. The edge's leaves enter the R of
            every earlier edge on the feature up the chain, as their R here instead of
            their G / F_prev there: so this split adds that difference times K[prev]
-           (the chain's coefficients, summed on the way down) directly, and no split
+           (the chain's coefficients, summed by the chain pass) directly, and no split
            waits on corrections from below. (Scaled: G T is the unscaled product across
            a new feature's edge; across a repeated one the (1 - t) of F_prev cancels it.)
            Without a previous split, prev is the dummy node (O = 1, Zp = 1,
