@@ -83,7 +83,7 @@ cdef extern from *:
         uint32_t off;     /* this node's vectors (the left child's follow them) */
         uint32_t roff;    /* the right child's */
         uint32_t out;     /* the feature's accumulators */
-        uint32_t flags;   /* CS_SIMPLE, CS_REPEAT, CS_UP_SIMPLE (without CS_SIMPLE it has a cs_rare) */
+        uint32_t flags;   /* CS_SIMPLE and CS_UP_SIMPLE: where either is missing, a cs_rare says the rest */
     } cs_inner;
 
     /* What a split that is not simple, or whose feature is split again below, needs
@@ -126,8 +126,7 @@ cdef extern from *:
 
     enum {
         CS_SIMPLE = 1,    /* simple on the way down: no split on its feature above it */
-        CS_REPEAT = 2,    /* its feature was split on above it (never CS_SIMPLE) */
-        CS_UP_SIMPLE = 4, /* simple on the way up: CS_SIMPLE, and its children's counts add
+        CS_UP_SIMPLE = 2, /* simple on the way up: CS_SIMPLE, and its children's counts add
                              up to its own (z_left + z_right = 1) */
         CS_MAX_POINTS = 16,
         CS_MAX_POWER = 33  /* (1 - t)^k for k = 0 .. CS_MAX_POWER: 2 * CS_MAX_POINTS distinct features + 1 */
@@ -317,7 +316,6 @@ cdef extern from *:
         int32_t n_chain
     enum:
         CS_SIMPLE
-        CS_REPEAT
         CS_UP_SIMPLE
         CS_MAX_POINTS
         CS_MAX_POWER
@@ -522,15 +520,17 @@ cdef class TreeShap:
         chain = (edges["redone"][left_i] != 0) | (edges["redone"][right_i] != 0)
         up_simple = ~repeat & adds_up
         bottom_mask = up_simple & ~chain & ~internal[left_i] & ~internal[right_i]
-        rare_up_all = np.zeros(n_nodes, dtype=bool)
-        rare_up_all[nodes_i] = ~up_simple
+        flags = np.zeros(n_nodes, dtype=np.uint32)
+        flags[nodes_i] = np.where(~repeat, CS_SIMPLE, 0) | np.where(up_simple, CS_UP_SIMPLE, 0)
+        chained = np.zeros(n_nodes, dtype=bool)
+        chained[nodes_i] = chain
         # Inner splits level by level (a parent still comes before its children, and
         # after them on the way up), so that consecutive splits do not wait on each
         # other's vectors: in preorder a split follows its parent, a dependent load.
         # Within a level the simple splits come first and the rare ones last, so the
         # kernel's branch (simple or rare) changes at most twice per level.
         inner_i = nodes_i[~bottom_mask]
-        rare_key = rare_up_all[inner_i].astype(np.int8)
+        rare_key = ((flags[inner_i] & CS_UP_SIMPLE) == 0).astype(np.int8)
         inner_i = inner_i[np.lexsort((inner_i, rare_key, level[inner_i], tree_of[inner_i]))]
         bottom_i = nodes_i[bottom_mask]
 
@@ -540,15 +540,10 @@ cdef class TreeShap:
         inner["off"] = local[inner_i] * stride[inner_i]
         inner["roff"] = local[right[inner_i]] * stride[inner_i]
         inner["out"] = feature[inner_i].astype(np.int64) * MAX_POINTS * 8
-        flags = np.zeros(n_nodes, dtype=np.uint32)
-        flags[nodes_i] = (np.where(~repeat, CS_SIMPLE, 0) | np.where(repeat, CS_REPEAT, 0)
-                          | np.where(up_simple, CS_UP_SIMPLE, 0))
         inner["flags"] = flags[inner_i]
         is_rare = (inner["flags"] & CS_SIMPLE) == 0
         is_rare_up = (inner["flags"] & CS_UP_SIMPLE) == 0  # is_rare and more
-        chain_all = np.zeros(n_nodes, dtype=bool)
-        chain_all[nodes_i] = chain
-        is_chain = chain_all[inner_i]
+        is_chain = chained[inner_i]
         has_record = is_rare_up | is_chain
 
         bottom = np.zeros(len(bottom_i), dtype=BOTTOM_DTYPE)
